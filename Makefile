@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# torch 2.13.0 is installed first (the CPU wheel); the package's torch range
+# admits it, so installing the package pulls no CUDA wheels.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install clean-venv samples bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash sample_models/demo.sh
+
+# Rebuild sample data and checkpoints (needs the build-time packages; see sample_models/README.md).
+samples: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python sample_models/build.py
+
+clean-venv:
+	rm -rf $(VENV)

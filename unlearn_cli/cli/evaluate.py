@@ -1,0 +1,40 @@
+"""unlearn evaluate: accuracy, loss and ECE of a checkpoint on each split.
+
+Examples:
+    unlearn evaluate sample_models/moons/model.safetensors
+    unlearn evaluate model.safetensors --data other.yaml --json
+"""
+
+from __future__ import annotations
+
+from .options import CheckpointArg, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from .output import command_run, show, split_table
+
+
+def evaluate(
+    checkpoint: CheckpointArg,
+    data: DataOpt = None,
+    report: ReportOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Accuracy, loss and ECE (15 bins) per split."""
+    with command_run("evaluate", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+        from ..training import resolve_device
+        from ..workflow import evaluate_splits, load_predictor, open_checkpoint
+
+        dev = resolve_device(device)
+        with run.phase("load"):
+            ckpt, dataset = open_checkpoint(checkpoint, data)
+            model = load_predictor(ckpt, dev)
+        run.input("checkpoint", ckpt.path, ckpt.sha256)
+        run.input("data", dataset.data_path, dataset.data_sha256)
+        with run.phase("evaluate"):
+            metrics = evaluate_splits(
+                model, dataset, {"train": dataset.train_indices(), "test": dataset.test_indices()}, dev
+            )
+        run.data["metrics"] = metrics
+        show(run, split_table(f"{checkpoint.name} on {dataset.name}", metrics))

@@ -1,0 +1,183 @@
+"""Everything a command shows: the JSON report, summary tables, progress, warnings.
+
+Stdout carries either the human summary or, with --json, only the report.
+Progress bars and warnings go to stderr so pipelines can parse stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from rich.console import Console
+from rich.table import Table
+
+from .. import __version__
+from ..errors import UnlearnError
+from .errors import fail
+
+
+def _clean(value: Any) -> Any:
+    """Plain JSON numbers only: numpy/torch scalars become floats, NaN/Inf become null."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class Run:
+    """One command invocation: collects the report and renders it."""
+
+    def __init__(self, command: str, report: Path | None, json_out: bool, quiet: bool, debug: bool):
+        self.command = command
+        self.report_path = report
+        self.json_out = json_out
+        self.quiet = quiet
+        self.debug = debug
+        self.err = Console(stderr=True)
+        self.out = Console(stderr=False)
+        self._t0 = time.perf_counter()
+        self.data: dict[str, Any] = {
+            "command": command,
+            "version": __version__,
+            "status": "ok",
+            "inputs": {},
+            "outputs": {},
+            "config": {},
+            "timings": {},
+            "metrics": {},
+        }
+
+    # -- collecting -------------------------------------------------------
+    def input(self, name: str, path: Path | str, sha256: str | None = None) -> None:
+        self.data["inputs"][name] = {"path": str(path), "sha256": sha256}
+
+    def output(self, name: str, path: Path | str, sha256: str | None = None) -> None:
+        self.data["outputs"][name] = {"path": str(path), "sha256": sha256}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.data["timings"][f"{name}_s"] = round(time.perf_counter() - t0, 6)
+
+    def warn(self, message: str) -> None:
+        self.data.setdefault("warnings", []).append(message)
+        if not self.quiet or self.json_out:
+            print(f"unlearn {self.command}: warning: {message}", file=sys.stderr)
+
+    @property
+    def show_progress(self) -> bool:
+        return not self.quiet and sys.stderr.isatty()
+
+    @contextmanager
+    def progress(self, description: str) -> Iterator[Callable[[int, int], None]]:
+        """A ``progress(done, total)`` callback drawn as a rich bar on stderr (TTY only)."""
+        if not self.show_progress:
+            yield lambda done, total: None
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeRemainingColumn(), console=self.err, transient=True,
+        ) as bar:
+            task = bar.add_task(description, total=None)
+
+            def update(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            yield update
+
+    # -- finishing ----------------------------------------------------------
+    def finish(self) -> dict[str, Any]:
+        self.data["timings"]["total_s"] = round(time.perf_counter() - self._t0, 6)
+        report = _clean(self.data)
+        if self.report_path is not None:
+            from ..ops.atomic import write_text
+
+            write_text(self.report_path, json.dumps(report, indent=2) + "\n")
+        if self.json_out:
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+            sys.stdout.flush()
+        return report
+
+
+@contextmanager
+def command_run(
+    command: str, *, report: Path | None, json_out: bool, quiet: bool, debug: bool
+) -> Iterator[Run]:
+    """Run a command body; map failures to exit codes; emit the report on success."""
+    import typer
+
+    run = Run(command, report, json_out, quiet, debug)
+    try:
+        yield run
+    except typer.Exit:
+        raise
+    except (UnlearnError, Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - mapped to exit codes
+        if isinstance(exc, KeyboardInterrupt):
+            print(f"unlearn {command}: interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+        run.data["status"] = "failed"
+        run.data["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        exit_exc = fail(command, exc, debug)
+        # A failure report helps pipelines; writing it must never mask the error.
+        if report is not None:
+            try:
+                run.finish() if not json_out else None
+            except Exception:  # noqa: BLE001
+                pass
+        raise exit_exc from None
+    run.finish()
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def split_table(title: str, metrics: dict[str, dict[str, Any]], columns=("n", "accuracy", "loss", "ece")) -> Table:
+    """One row per split (train/test/retain/forget...), one column per metric."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("split")
+    for col in columns:
+        table.add_column(col, justify="right")
+    for split, values in metrics.items():
+        if isinstance(values, dict):
+            table.add_row(split, *(fmt(values.get(c)) for c in columns))
+    return table
+
+
+def key_values(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key, value in rows.items():
+        table.add_row(str(key), fmt(value) if not isinstance(value, (dict, list)) else json.dumps(_clean(value)))
+    return table
+
+
+def show(run: Run, *renderables: Any) -> None:
+    """Print human output unless --json or --quiet."""
+    if run.json_out or run.quiet:
+        return
+    for item in renderables:
+        run.out.print(item)

@@ -1,0 +1,1 @@
+"""Dataset manifests, request (ids) files, synthetic generators and marking."""

@@ -1,0 +1,54 @@
+"""Predictions and the standard metrics: accuracy, loss, calibration error.
+
+ECE uses 15 equal-width confidence bins (Guo et al. 2017), the usual default.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+ECE_BINS = 15
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module | Callable, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Logits for every row, in eval mode, in batches to bound memory."""
+    if isinstance(model, nn.Module):
+        model.eval()
+    outs = [model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    if not outs:
+        return torch.empty(0)
+    return torch.cat(outs).float().cpu()
+
+
+def ece(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error with equal-width bins on max-probability."""
+    if len(labels) == 0:
+        return float("nan")
+    conf = probs.max(1)
+    correct = probs.argmax(1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # Right-closed bins, so confidence 1.0 lands in the top bin and 0 in none but the first.
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            total += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(total)
+
+
+def summarize(logits: torch.Tensor, labels: torch.Tensor | np.ndarray) -> dict[str, float]:
+    """accuracy, mean cross-entropy loss, ECE and count for one split."""
+    labels_t = torch.as_tensor(labels, dtype=torch.long)
+    n = int(len(labels_t))
+    if n == 0:
+        return {"n": 0, "accuracy": None, "loss": None, "ece": None}
+    loss = float(nn.functional.cross_entropy(logits, labels_t))
+    probs = torch.softmax(logits, 1).numpy()
+    acc = float((probs.argmax(1) == labels_t.numpy()).mean())
+    return {"n": n, "accuracy": acc, "loss": loss, "ece": ece(probs, labels_t.numpy())}

@@ -1,0 +1,82 @@
+"""The one place that writes files: atomically, or not at all.
+
+A file is written to a temporary name in the target directory, flushed and
+fsynced, optionally verified, then renamed over the target (rename is atomic
+within one file system) and the directory entry fsynced. Any failure removes
+the temporary file and leaves the previous target exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..errors import BadInput
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not every platform can open a directory.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it over ``target`` on success.
+
+    The caller writes (and may verify) the temporary file inside the ``with``
+    block; an exception inside the block deletes it and re-raises.
+    """
+    target = Path(target)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise BadInput(f"{target}: output directory '{directory}' does not exist")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(directory)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_bytes(
+    target: str | os.PathLike,
+    data: bytes,
+    verify: Callable[[Path], None] | None = None,
+) -> str:
+    """Atomically write ``data`` to ``target``; return its sha256 hex.
+
+    ``verify`` is called on the fsynced temporary file before the rename; if it
+    raises, nothing is published.
+    """
+    with atomic_path(target) as tmp:
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise BadInput(f"{target}: cannot write ({exc.strerror or exc})") from None
+        if verify is not None:
+            verify(tmp)
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_text(target: str | os.PathLike, text: str) -> str:
+    return write_bytes(target, text.encode("utf-8"))
