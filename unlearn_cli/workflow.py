@@ -65,7 +65,10 @@ def evaluate_splits(model: Any, dataset: Dataset, splits: dict[str, np.ndarray],
 
 
 def param_count(state: dict[str, torch.Tensor]) -> int:
-    return int(sum(t.numel() for t in state.values() if t.is_floating_point()))
+    """Trainable parameters (BatchNorm running statistics excluded)."""
+    from .models.checkpoint import is_buffer_name
+
+    return int(sum(t.numel() for k, t in state.items() if t.is_floating_point() and not is_buffer_name(k)))
 
 
 @dataclass
@@ -81,8 +84,8 @@ def arch_spec_for(dataset: Dataset, arch: str, hidden: list[int] | None, activat
         kwargs["hidden"] = list(hidden) if hidden is not None else [64, 32]
         kwargs["activation"] = activation or "relu"
     elif hidden is not None or activation is not None:
-        if hidden is not None and arch not in ("mlp",):
-            raise BadInput(f"--hidden applies to --arch mlp only, not '{arch}'")
+        option = "--hidden" if hidden is not None else "--activation"
+        raise BadInput(f"{option} applies to --arch mlp only, not '{arch}'")
     if arch in ("cnn", "densenet") and len(dataset.input_shape) != 3:
         raise BadInput(
             f"--arch {arch} needs image data with input_shape [channels, height, width]; "

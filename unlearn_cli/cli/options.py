@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 ReportOpt = Annotated[
-    Optional[Path], typer.Option("--report", help="Also write the JSON report to this file.", dir_okay=False)
+    Optional[Path], typer.Option("--report", help="Also write the JSON report to this file.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only the JSON report on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary tables.")]
@@ -19,6 +19,6 @@ SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (def
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 DataOpt = Annotated[
     Optional[Path],
-    typer.Option("--data", help="Dataset manifest (default: the one recorded in the checkpoint).", dir_okay=False),
+    typer.Option("--data", help="Dataset manifest (default: the one recorded in the checkpoint)."),
 ]
-CheckpointArg = Annotated[Path, typer.Argument(help="A checkpoint written by unlearn (.safetensors).", dir_okay=False)]
+CheckpointArg = Annotated[Path, typer.Argument(help="A checkpoint written by unlearn (.safetensors).")]

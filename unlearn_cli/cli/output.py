@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import __version__
-from ..errors import UnlearnError
+from ..errors import BadInput
 from .errors import fail
 
 
@@ -104,9 +104,12 @@ class Run:
             yield update
 
     # -- finishing ----------------------------------------------------------
-    def finish(self) -> dict[str, Any]:
+    def _final(self) -> dict[str, Any]:
         self.data["timings"]["total_s"] = round(time.perf_counter() - self._t0, 6)
-        report = _clean(self.data)
+        return _clean(self.data)
+
+    def emit(self, report: dict[str, Any]) -> None:
+        """Write --report (atomically) and print the report with --json."""
         if self.report_path is not None:
             from ..ops.atomic import write_text
 
@@ -114,6 +117,10 @@ class Run:
         if self.json_out:
             sys.stdout.write(json.dumps(report, indent=2) + "\n")
             sys.stdout.flush()
+
+    def finish(self) -> dict[str, Any]:
+        report = self._final()
+        self.emit(report)
         return report
 
 
@@ -121,29 +128,29 @@ class Run:
 def command_run(
     command: str, *, report: Path | None, json_out: bool, quiet: bool, debug: bool
 ) -> Iterator[Run]:
-    """Run a command body; map failures to exit codes; emit the report on success."""
+    """Run a command body; map failures to exit codes; emit the report either way."""
     import typer
 
     run = Run(command, report, json_out, quiet, debug)
     try:
+        if report is not None and not (report.parent if str(report.parent) else Path(".")).is_dir():
+            raise BadInput(f"--report {report}: directory '{report.parent}' does not exist")
         yield run
+        run.finish()
     except typer.Exit:
         raise
-    except (UnlearnError, Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - mapped to exit codes
-        if isinstance(exc, KeyboardInterrupt):
-            print(f"unlearn {command}: interrupted", file=sys.stderr)
-            raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        print(f"unlearn {command}: interrupted", file=sys.stderr)
+        raise typer.Exit(130) from None
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a one-line message and an exit code
         run.data["status"] = "failed"
         run.data["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         exit_exc = fail(command, exc, debug)
-        # A failure report helps pipelines; writing it must never mask the error.
-        if report is not None:
-            try:
-                run.finish() if not json_out else None
-            except Exception:  # noqa: BLE001
-                pass
+        try:  # a failure report helps pipelines; writing it must never mask the error
+            run.emit(run._final())
+        except Exception:  # noqa: BLE001
+            pass
         raise exit_exc from None
-    run.finish()
 
 
 def fmt(value: Any, digits: int = 4) -> str:

@@ -32,8 +32,8 @@ def _widths(text: str | None) -> list[int] | None:
 
 
 def train(
-    manifest: Annotated[Path, typer.Argument(help="Dataset manifest (YAML).", dir_okay=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.safetensors).", dir_okay=False)],
+    manifest: Annotated[Path, typer.Argument(help="Dataset manifest (YAML).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.safetensors).")],
     arch: Annotated[str, typer.Option("--arch", help="linear, mlp, cnn, densenet or a plugin architecture.")] = "mlp",
     hidden: Annotated[Optional[str], typer.Option("--hidden", help="MLP hidden widths, e.g. 64,32 (the paper's).")] = None,
     activation: Annotated[Optional[str], typer.Option("--activation", help="MLP activation: relu or sigmoid.")] = None,

@@ -64,7 +64,11 @@ class Checkpoint:
         from .registry import build
 
         model = build(self.arch)
-        missing, unexpected = model.load_state_dict(self.state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(self.state, strict=False)
+        except RuntimeError as exc:
+            detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
+            raise BadInput(f"{self.path}: weights do not fit architecture '{self.arch['name']}' ({detail})") from None
         if missing or unexpected:
             raise BadInput(
                 f"{self.path}: weights do not fit architecture '{self.arch['name']}' "
@@ -100,6 +104,7 @@ def _read_header(path: Path, data: bytes) -> dict[str, Any]:
             continue
         try:
             end = max(end, int(info["data_offsets"][1]))
+            list(info["shape"])
         except (KeyError, TypeError, ValueError, IndexError):
             raise BadInput(f"{path}: corrupt safetensors header entry '{name}'") from None
     if 8 + header_len + end > len(data):
@@ -125,11 +130,13 @@ def _read(path: Path) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
         raise BadInput(f"{path}: safetensors file without 'unlearn' metadata (not written by unlearn train)")
     try:
         meta = json.loads(metadata[META_KEY])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, TypeError):
         raise BadInput(f"{path}: 'unlearn' metadata is not valid JSON") from None
     if not isinstance(meta, dict) or "arch" not in meta:
         raise BadInput(f"{path}: 'unlearn' metadata lacks the 'arch' entry")
-    if int(meta.get("format", 0)) > FORMAT:
+    if not isinstance(meta.get("format", 0), int):
+        raise BadInput(f"{path}: 'unlearn' metadata has a non-integer format {meta.get('format')!r}")
+    if meta.get("format", 0) > FORMAT:
         raise BadInput(
             f"{path}: checkpoint format {meta.get('format')} is newer than this tool understands ({FORMAT})"
         )
@@ -175,6 +182,14 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], meta: dict[s
     return write_bytes(path, checkpoint_bytes(state, meta), verify=verify_file)
 
 
+BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def is_buffer_name(name: str) -> bool:
+    """BatchNorm statistics live in the state dict but are not trainable parameters."""
+    return name.rsplit(".", 1)[-1] in BUFFER_SUFFIXES
+
+
 def relative_manifest(manifest: Path, checkpoint: Path) -> str:
     """Manifest path as recorded in a checkpoint: relative to the checkpoint's folder."""
     return os.path.relpath(Path(manifest).resolve(), Path(checkpoint).resolve().parent)
@@ -192,6 +207,6 @@ def read_header_meta(path: str | os.PathLike) -> dict[str, Any]:
     tensors = {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
     params = sum(
         math.prod(v["shape"]) for k, v in header.items()
-        if k != "__metadata__" and str(v.get("dtype", "")).startswith(("F", "BF"))
+        if k != "__metadata__" and str(v.get("dtype", "")).startswith(("F", "BF")) and not is_buffer_name(k)
     )
     return {"meta": meta, "tensors": tensors, "parameters": int(params), "sha256": hashlib.sha256(data).hexdigest()}

@@ -42,7 +42,7 @@ def build(spec: dict[str, Any]):
     """Rebuild a module from a checkpoint's ``arch`` entry."""
     try:
         name, kwargs = spec["name"], dict(spec["kwargs"])
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise BadInput(f"checkpoint 'arch' entry is malformed: {exc!r}") from None
     builder = get_builder(name)
     try:

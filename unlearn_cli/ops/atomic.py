@@ -28,6 +28,15 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _publish_mode(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it over ``target`` on success.
@@ -39,6 +48,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise BadInput(f"{target}: output directory '{directory}' does not exist")
+    if target.is_dir():
+        raise BadInput(f"{target}: is a directory, not a file")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -47,6 +58,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates 0600 files; publish with the mode a plain open() would give.
+        os.chmod(tmp, _publish_mode(target))
         os.replace(tmp, target)
         _fsync_dir(directory)
     except BaseException:
