@@ -1,0 +1,94 @@
+"""The training objective J and the performance criteria C, as small objects.
+
+The influence engine never hard-codes a loss: it is handed an ``Objective``
+(what training minimised: mean cross-entropy plus the recorded L2 term) and a
+``Criterion`` (what the user wants preserved, equation 2 of the PUMA paper).
+Every criterion is written as a quantity to *minimise*, so "C unchanged" means
+the same thing for all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Objective:
+    """J(theta) = mean_i CE(x_i, y_i) + weight_decay/2 * ||theta||^2 (equation 3 plus the recipe's L2)."""
+
+    weight_decay: float = 0.0
+
+    def per_record(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """L_t(x_i, y_i): the per-record training loss whose gradients psi and Phi use."""
+        return F.cross_entropy(logits, y, reduction="none")
+
+
+class Criterion:
+    """C(theta) on a set of records; must be differentiable in the logits."""
+
+    name = ""
+    doc = ""
+
+    def value(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class CrossEntropy(Criterion):
+    name = "cross-entropy"
+    doc = "mean cross-entropy (the paper's default: J and C identical)"
+
+    def value(self, logits, y):
+        return F.cross_entropy(logits, y)
+
+
+class SoftError(Criterion):
+    """1 - mean p(y|x): the expected error under the model's own predictive distribution.
+
+    A smooth surrogate of 1 - accuracy: it equals the error rate when the model
+    is confident, and unlike the 0/1 error it has a gradient everywhere.
+    """
+
+    name = "accuracy"
+    doc = "1 - mean probability of the true class (smooth surrogate of the error rate)"
+
+    def value(self, logits, y):
+        return 1.0 - torch.softmax(logits, 1).gather(1, y[:, None]).mean()
+
+
+class SoftECE(Criterion):
+    """Differentiable expected calibration error with soft (Gaussian kernel) bins.
+
+    Each record's confidence is spread over the 15 bin centres with weights
+    softmax(-(conf - centre)^2 / (2 * width^2)); correctness is the hard 0/1
+    (locally constant in theta). As width -> 0 this is the standard binned ECE.
+    """
+
+    name = "ece"
+    doc = "soft-binned expected calibration error (15 bins, Gaussian kernel of one bin width)"
+
+    def __init__(self, bins: int = 15):
+        self.bins = bins
+
+    def value(self, logits, y):
+        probs = torch.softmax(logits, 1)
+        conf = probs.max(1).values
+        correct = (probs.argmax(1) == y).to(conf.dtype)
+        centres = (torch.arange(self.bins, dtype=conf.dtype, device=conf.device) + 0.5) / self.bins
+        width = 1.0 / self.bins
+        weights = torch.softmax(-((conf[:, None] - centres[None, :]) ** 2) / (2 * width**2), 1)
+        gap = (weights * (conf - correct)[:, None]).sum(0)
+        return gap.abs().sum() / len(y)
+
+
+CRITERIA = {c.name: c for c in (CrossEntropy, SoftError, SoftECE)}
+
+
+def get_criterion(name: str) -> Criterion:
+    from ..errors import BadInput
+
+    if name not in CRITERIA:
+        raise BadInput(f"unknown criterion '{name}'; choose one of: {', '.join(CRITERIA)}")
+    return CRITERIA[name]()

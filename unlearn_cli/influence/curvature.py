@@ -1,0 +1,334 @@
+"""Inverse curvature-vector products (iHVPs) for influence functions.
+
+The curvature is that of the training objective J (mean cross-entropy plus the
+recipe's L2 term) at the trained weights, plus a reported ``damping``:
+
+    solve(b) = (H + (weight_decay + damping) I)^-1 b
+
+``H`` is the Gauss-Newton matrix (``curvature=ggn``, default: positive
+semi-definite, and what K-FAC approximates) or the true Hessian
+(``curvature=hessian``: has small negative eigenvalues on a trained net, so it
+needs enough damping). Solvers:
+
+* ``exact``: the explicit matrix, built by batched Jacobians (GGN = sum_i
+  (B_i J_i)^T (B_i J_i) with B_i B_i^T = diag(p_i) - p_i p_i^T) or by batched
+  Hessian-vector products, never by ``torch.func.hessian``; then Cholesky.
+* ``cg``: conjugate gradients on matrix-free curvature-vector products.
+* ``lissa``: the stochastic Neumann recursion of Koh & Liang (2017), with
+  divergence detection.
+* ``kfac`` / ``ekfac``: Kronecker-factored GGN per Linear/Conv2d layer
+  (Martens & Grosse 2015; Grosse & Martens 2016), with EK-FAC's eigenvalue
+  correction (George et al. 2018); BatchNorm affine parameters get a diagonal.
+  Built once per checkpoint and cached in a sidecar, so later requests pay no
+  curvature cost.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, jvp, vjp, vmap
+
+from ..errors import BadInput
+from .scores import FunctionalModel, chunks
+
+SOLVERS = ("auto", "exact", "cg", "lissa", "kfac", "ekfac")
+EXACT_MAX_PARAMS = 5000  # explicit matrix + Cholesky is exact and cheap below this (DESIGN.md)
+
+
+@dataclass
+class CurvatureSettings:
+    solver: str = "auto"
+    curvature: str = "ggn"
+    damping: float = 1e-3
+    weight_decay: float = 0.0
+    cg_tol: float = 1e-8
+    cg_maxiter: int = 500
+    lissa_depth: int = 5000
+    lissa_scale: float | None = None
+    lissa_batch: int = 0          # 0 = every record in each step (deterministic)
+    lissa_repeats: int = 1
+    sample: int = 0               # records used to build the curvature; 0 = all train records
+    seed: int = 0
+
+    def resolved_solver(self, n_params: int) -> str:
+        if self.solver == "auto":
+            return "exact" if n_params <= EXACT_MAX_PARAMS else "ekfac"
+        return self.solver
+
+    @property
+    def total_damping(self) -> float:
+        return float(self.weight_decay + self.damping)
+
+    def key(self, n_params: int) -> dict[str, Any]:
+        """Everything the cached factors depend on."""
+        solver = self.resolved_solver(n_params)
+        keep = {"solver": solver, "curvature": self.curvature, "damping": self.damping,
+                "weight_decay": self.weight_decay, "sample": self.sample, "seed": self.seed}
+        if solver == "cg":
+            keep.update(cg_tol=self.cg_tol, cg_maxiter=self.cg_maxiter)
+        if solver == "lissa":
+            keep.update(lissa_depth=self.lissa_depth, lissa_scale=self.lissa_scale,
+                        lissa_batch=self.lissa_batch, lissa_repeats=self.lissa_repeats)
+        return keep
+
+
+# -- matrix-free curvature-vector products ----------------------------------
+
+def ggn_matvec(fmodel: FunctionalModel, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+    """(1/N) sum_i J_i^T A_i J_i v with A_i = diag(p_i) - p_i p_i^T (CE's output Hessian)."""
+    tangent = fmodel.unflat(v)
+    out = torch.zeros_like(v)
+    n = len(y)
+    for sl in chunks(n, chunk):
+        xb = x[sl]
+
+        def logits(params):
+            return fmodel(params, xb)
+
+        z, jv = jvp(logits, (fmodel.params,), (tangent,))
+        p = torch.softmax(z, 1)
+        u = p * jv - p * (p * jv).sum(1, keepdim=True)
+        _, pullback = vjp(logits, fmodel.params)
+        (g,) = pullback(u / n)
+        out += fmodel.flat(g)
+    return out
+
+
+def hessian_matvec(fmodel: FunctionalModel, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+    """H v for the mean cross-entropy, by forward-over-reverse AD."""
+    tangent = fmodel.unflat(v)
+    out = torch.zeros_like(v)
+    n = len(y)
+    for sl in chunks(n, chunk):
+        xb, yb = x[sl], y[sl]
+
+        def loss(params):
+            return F.cross_entropy(fmodel(params, xb), yb, reduction="sum") / n
+
+        _, hv = jvp(grad(loss), (fmodel.params,), (tangent,))
+        out += fmodel.flat(hv)
+    return out
+
+
+def curvature_matvec(settings: CurvatureSettings, fmodel, x, y) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v -> (H + total_damping I) v on the given records."""
+    base = ggn_matvec if settings.curvature == "ggn" else hessian_matvec
+    d = settings.total_damping
+    return lambda v: base(fmodel, x, y, v) + d * v
+
+
+# -- explicit matrices ---------------------------------------------------------
+
+def dense_ggn(fmodel: FunctionalModel, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """(1/N) sum_i U_i^T U_i in float64, U_i = per-record pseudo-loss gradients (see kfac.py).
+
+    Equals (1/N) sum_i J_i^T (diag p_i - p_i p_i^T) J_i exactly. Layers the hooks
+    do not know fall back to batched Jacobians (vmap(jacrev)), which are slower.
+    """
+    from .kfac import pseudo_gradients
+
+    P = fmodel.size
+    G = torch.zeros(P, P, dtype=torch.float64, device=x.device)
+    n = len(x)
+    try:
+        for sl in chunks(n, chunk):
+            U = pseudo_gradients(fmodel, x[sl]).reshape(-1, P).double()
+            G += U.T @ U
+        return G / n
+    except BadInput:
+        G.zero_()
+    from torch.func import jacrev
+
+    def logits_one(params, xi):
+        return fmodel(params, xi[None])[0]
+
+    jac_fn = vmap(jacrev(logits_one), in_dims=(None, 0))
+    for sl in chunks(n, chunk // 2):
+        xb = x[sl]
+        with torch.no_grad():
+            p = torch.softmax(fmodel(fmodel.params, xb), 1).double()
+        jac = jac_fn(fmodel.params, xb)
+        J = torch.cat([jac[k].reshape(len(xb), p.shape[1], -1) for k in fmodel.params], 2).double()
+        sq = p.sqrt()
+        B = torch.diag_embed(sq) - sq[:, :, None] * p[:, None, :]
+        U = (B @ J).reshape(-1, P)
+        G += U.T @ U
+    return G / n
+
+
+def dense_hessian(fmodel: FunctionalModel, x: torch.Tensor, y: torch.Tensor, columns: int = 128) -> torch.Tensor:
+    """The Hessian of mean CE, column blocks at a time by vmapped HVPs (far cheaper than func.hessian)."""
+    P = fmodel.size
+    eye = torch.eye(P, dtype=x.dtype, device=x.device)
+    blocks = [vmap(lambda v: hessian_matvec(fmodel, x, y, v))(eye[sl]) for sl in chunks(P, columns)]
+    H = torch.cat(blocks).double()
+    return (H + H.T) / 2
+
+
+# -- solvers ---------------------------------------------------------------------
+
+class Solver:
+    """Applies (H + d I)^-1; ``state`` is what the sidecar cache stores."""
+
+    name = ""
+
+    def __init__(self, settings: CurvatureSettings):
+        self.settings = settings
+        self.info: dict[str, Any] = {}
+
+    def solve(self, b: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {}
+
+
+class ExactSolver(Solver):
+    name = "exact"
+
+    def __init__(self, settings, fmodel, x, y, factor: torch.Tensor | None = None):
+        super().__init__(settings)
+        if factor is None:
+            M = dense_ggn(fmodel, x) if settings.curvature == "ggn" else dense_hessian(fmodel, x, y)
+            M.diagonal().add_(settings.total_damping)
+            factor, info = torch.linalg.cholesky_ex(M)
+            if int(info) != 0:
+                low = float(torch.linalg.eigvalsh(M)[0])
+                raise BadInput(
+                    f"the damped {settings.curvature} is not positive definite (smallest eigenvalue {low:.3g}); "
+                    f"raise --set damping= above {abs(low) + settings.damping:.3g} or use --set curvature=ggn"
+                )
+        self.factor = factor
+
+    def solve(self, b):
+        x = torch.cholesky_solve(b.double()[:, None], self.factor)[:, 0]
+        return x.to(b.dtype)
+
+    def state(self):
+        return {"factor": self.factor}
+
+
+class CGSolver(Solver):
+    name = "cg"
+
+    def __init__(self, settings, matvec):
+        super().__init__(settings)
+        self.matvec = matvec
+
+    def solve(self, b):
+        x = torch.zeros_like(b)
+        r = b.clone()
+        p = r.clone()
+        rs = float(r @ r)
+        b_norm = math.sqrt(float(b @ b)) or 1.0
+        it = 0
+        for it in range(1, self.settings.cg_maxiter + 1):
+            Ap = self.matvec(p)
+            curv = float(p @ Ap)
+            if curv <= 0:
+                raise BadInput(
+                    f"CG met non-positive curvature ({curv:.3g}) at iteration {it}; "
+                    "raise --set damping= or use --set curvature=ggn"
+                )
+            alpha = rs / curv
+            x += alpha * p
+            r -= alpha * Ap
+            rs_new = float(r @ r)
+            if math.sqrt(rs_new) / b_norm < self.settings.cg_tol:
+                break
+            p = r + (rs_new / rs) * p
+            rs = rs_new
+        self.info = {"cg_iterations": it}
+        return x
+
+
+class LissaSolver(Solver):
+    """h <- b + h - (H h + d h)/scale; (H + d I)^-1 b = h/scale at the fixed point.
+
+    Converges when scale exceeds the largest eigenvalue of H + d I; a growing
+    norm means it does not, which is reported instead of returning garbage.
+    """
+
+    name = "lissa"
+
+    def __init__(self, settings, fmodel, x, y):
+        super().__init__(settings)
+        self.fmodel, self.x, self.y = fmodel, x, y
+        self.full = curvature_matvec(settings, fmodel, x, y)
+        self.scale = settings.lissa_scale or 1.5 * self._largest_eigenvalue()
+
+    def _largest_eigenvalue(self, iterations: int = 30) -> float:
+        gen = torch.Generator().manual_seed(self.settings.seed)
+        v = torch.randn(self.fmodel.size, generator=gen).to(self.x)
+        v /= v.norm()
+        value = 1.0
+        for _ in range(iterations):
+            w = self.full(v)
+            value = float(w.norm())
+            v = w / (value or 1.0)
+        return value
+
+    def solve(self, b):
+        s = self.settings
+        gen = torch.Generator().manual_seed(s.seed)
+        n = len(self.y)
+        estimates = []
+        b_norm = float(b.norm()) or 1.0
+        for _ in range(max(1, s.lissa_repeats)):
+            h = b.clone()
+            for step in range(s.lissa_depth):
+                if s.lissa_batch and s.lissa_batch < n:
+                    idx = torch.randint(n, (s.lissa_batch,), generator=gen).to(self.x.device)
+                    Hh = curvature_matvec(s, self.fmodel, self.x[idx], self.y[idx])(h)
+                else:
+                    Hh = self.full(h)
+                h = b + h - Hh / self.scale
+                norm = float(h.norm())
+                if not math.isfinite(norm) or norm > 1e8 * b_norm:
+                    raise BadInput(
+                        f"LiSSA diverged at step {step + 1} (norm {norm:.3g}); raise --set lissa_scale= above the "
+                        f"largest curvature eigenvalue (it was {self.scale:.3g}) or use --set solver=cg"
+                    )
+            estimates.append(h / self.scale)
+        self.info = {"lissa_scale": self.scale, "lissa_depth": s.lissa_depth}
+        return torch.stack(estimates).mean(0)
+
+
+def build_solver(settings: CurvatureSettings, fmodel: FunctionalModel, x, y, cached: dict | None = None) -> Solver:
+    solver = settings.resolved_solver(fmodel.size)
+    if solver not in SOLVERS or solver == "auto":
+        raise BadInput(f"unknown solver '{settings.solver}'; choose one of: {', '.join(SOLVERS)}")
+    if settings.curvature not in ("ggn", "hessian"):
+        raise BadInput(f"curvature must be ggn or hessian, got '{settings.curvature}'")
+    if solver == "exact":
+        if fmodel.size > 4 * EXACT_MAX_PARAMS and settings.solver == "exact":
+            raise BadInput(
+                f"solver=exact needs a {fmodel.size}x{fmodel.size} matrix; use --set solver=ekfac or cg"
+            )
+        return ExactSolver(settings, fmodel, x, y, factor=(cached or {}).get("factor"))
+    if solver == "cg":
+        return CGSolver(settings, curvature_matvec(settings, fmodel, x, y))
+    if solver == "lissa":
+        return LissaSolver(settings, fmodel, x, y)
+    from .kfac import KFACSolver
+
+    return KFACSolver(settings, fmodel, x, y, eigen_correction=(solver == "ekfac"), cached=cached)
+
+
+def relative_residual(matvec: Callable[[torch.Tensor], torch.Tensor], solution: torch.Tensor, b: torch.Tensor) -> float:
+    """||(H + dI) x - b|| / ||b||: how well the solve satisfied its equation."""
+    b_norm = float(b.norm())
+    if b_norm == 0:
+        return 0.0
+    return float((matvec(solution) - b).norm()) / b_norm
+
+
+def settings_dict(settings: CurvatureSettings) -> dict[str, Any]:
+    return asdict(settings)

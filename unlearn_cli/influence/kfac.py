@@ -1,0 +1,283 @@
+"""K-FAC and EK-FAC: a factorised Gauss-Newton for models too big for the exact matrix.
+
+Per layer the GGN block is approximated by a Kronecker product A (x) G of the
+second moments of the layer inputs (A) and of the output gradients (G)
+(Martens & Grosse 2015; for convolutions, patches and spatial positions as in
+Grosse & Martens 2016). The output gradients are those of C "pseudo-losses"
+sqrt(p_c) (z_c - p^T z) per record, whose outer products sum exactly to the
+cross-entropy GGN, so no labels are sampled. EK-FAC (George et al. 2018)
+keeps the Kronecker eigenbases but re-fits the eigenvalues to the per-record
+gradients projected into them. BatchNorm affine parameters get a diagonal.
+
+The factors are computed once per checkpoint (two passes over the curvature
+records for EK-FAC) and cached; applying the inverse is a few small matrix
+products per layer.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import BadInput
+from .curvature import CurvatureSettings, Solver
+from .scores import FunctionalModel, chunks
+
+BATCH = 512
+
+
+class _Layer:
+    """One factorised layer: where its parameters sit in the flat vector, and its factors."""
+
+    def __init__(self, prefix: str, module: nn.Module, slices: dict[str, slice]):
+        self.prefix, self.module = prefix, module
+        self.kind = "bn" if isinstance(module, nn.modules.batchnorm._BatchNorm) else (
+            "conv" if isinstance(module, nn.Conv2d) else "linear")
+        self.w = slices.get(f"{prefix}.weight")
+        self.b = slices.get(f"{prefix}.bias")
+        self.has_bias = self.b is not None
+        self.A = self.G = self.UA = self.UG = self.L = self.D = None
+        self.inputs: torch.Tensor | None = None
+        self.output: torch.Tensor | None = None
+
+    # -- per-record statistics --------------------------------------------------
+    def activations(self) -> torch.Tensor:
+        """Layer inputs as (n, T, in') (T = spatial positions; 1 for linear), with a ones column for bias."""
+        a = self.inputs
+        m = self.module
+        if self.kind == "conv":
+            a = F.unfold(a, m.kernel_size, m.dilation, m.padding, m.stride).transpose(1, 2)
+        else:
+            a = a.reshape(a.shape[0], 1, -1)
+        if self.has_bias:
+            a = torch.cat([a, torch.ones_like(a[..., :1])], 2)
+        return a
+
+    @staticmethod
+    def out_grads(g: torch.Tensor) -> torch.Tensor:
+        """Output gradients as (n, T, out)."""
+        return g.flatten(2).transpose(1, 2) if g.dim() == 4 else g.reshape(g.shape[0], 1, -1)
+
+    def bn_grads(self, g: torch.Tensor) -> torch.Tensor:
+        """Per-record gradients of (weight, bias) of a BatchNorm in eval mode: (n, 2C)."""
+        m = self.module
+        x = self.inputs
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        xhat = (x - m.running_mean.view(shape)) / torch.sqrt(m.running_var.view(shape) + m.eps)
+        dims = tuple(range(2, x.dim()))
+        gw = (g * xhat).sum(dims) if dims else g * xhat
+        gb = g.sum(dims) if dims else g
+        return torch.cat([gw, gb], 1)
+
+
+    def record_grads(self, g: torch.Tensor) -> torch.Tensor:
+        """Per-record gradients of this layer's parameters, flattened in parameter order: (n, size)."""
+        if self.kind == "bn":
+            return self.bn_grads(g)
+        full = torch.einsum("nto,nti->noi", self.out_grads(g), self.activations())
+        if self.has_bias:
+            return torch.cat([full[:, :, :-1].reshape(len(g), -1), full[:, :, -1]], 1)
+        return full.reshape(len(g), -1)
+
+
+def _pseudo_losses(z: torch.Tensor) -> list[torch.Tensor]:
+    """sum_i sqrt(p_ic) (z_ic - p_i^T z_i) for each class c: their per-record gradient
+    outer products sum to J^T (diag p - p p^T) J, the cross-entropy GGN."""
+    p = torch.softmax(z, 1).detach()
+    centred = z - (p * z).sum(1, keepdim=True)
+    sq = p.sqrt()
+    return [(sq[:, c] * centred[:, c]).sum() for c in range(z.shape[1])]
+
+
+class KFACSolver(Solver):
+    name = "kfac"
+
+    def __init__(self, settings: CurvatureSettings, fmodel: FunctionalModel, x, y,
+                 eigen_correction: bool = True, cached: dict | None = None):
+        super().__init__(settings)
+        self.name = "ekfac" if eigen_correction else "kfac"
+        self.fmodel = fmodel
+        self.eigen_correction = eigen_correction
+        self.layers = self._find_layers(fmodel)
+        if cached:
+            self._load(cached)
+        else:
+            self._fit(x)
+
+    # -- structure -----------------------------------------------------------
+    @staticmethod
+    def _find_layers(fmodel: FunctionalModel) -> list[_Layer]:
+        slices, offset = {}, 0
+        for name, p in fmodel.params.items():
+            slices[name] = slice(offset, offset + p.numel())
+            offset += p.numel()
+        layers, covered = [], set()
+        for prefix, module in fmodel.module.named_modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d, nn.modules.batchnorm._BatchNorm)):
+                if isinstance(module, nn.Conv2d) and module.groups != 1:
+                    continue
+                own = [f"{prefix}.{n}" for n, _ in module.named_parameters(recurse=False)]
+                own = [n for n in own if n in slices]
+                if own:
+                    layers.append(_Layer(prefix, module, slices))
+                    covered.update(own)
+        missing = [n for n in slices if n not in covered]
+        if missing:
+            raise BadInput(
+                f"kfac/ekfac cannot factorise parameters {missing[:3]} (only Linear, Conv2d and BatchNorm "
+                "layers); use --set solver=cg"
+            )
+        return layers
+
+    def _forward(self, xb: torch.Tensor) -> torch.Tensor:
+        handles = []
+        for layer in self.layers:
+            def hook(module, inputs, output, layer=layer):
+                layer.inputs = inputs[0].detach()
+                layer.output = output
+            handles.append(layer.module.register_forward_hook(hook))
+        try:
+            params = {k: p.detach().requires_grad_(True) for k, p in self.fmodel.params.items()}
+            return self.fmodel(params, xb)
+        finally:
+            for h in handles:
+                h.remove()
+
+    def _class_grads(self, xb: torch.Tensor):
+        """Yield per-layer output gradients of each pseudo-loss for a batch."""
+        z = self._forward(xb)
+        outputs = [layer.output for layer in self.layers]
+        losses = _pseudo_losses(z)
+        for i, loss in enumerate(losses):
+            grads = torch.autograd.grad(loss, outputs, retain_graph=i < len(losses) - 1)
+            yield grads
+
+    # -- fitting -------------------------------------------------------------
+    def _fit(self, x: torch.Tensor) -> None:
+        n = len(x)
+        for layer in self.layers:
+            layer.A = layer.G = layer.D = None
+        for sl in chunks(n, BATCH):
+            xb = x[sl]
+            for grads in self._class_grads(xb):
+                for layer, g in zip(self.layers, grads):
+                    if layer.kind == "bn":
+                        d = (layer.bn_grads(g) ** 2).sum(0)
+                        layer.D = d if layer.D is None else layer.D + d
+                        continue
+                    gs = self.out_grads(g)                       # (n, T, out)
+                    G = torch.einsum("nto,ntp->op", gs, gs)
+                    layer.G = G if layer.G is None else layer.G + G
+            for layer in self.layers:
+                if layer.kind != "bn":
+                    a = layer.activations()                      # (n, T, in')
+                    A = torch.einsum("nti,ntj->ij", a, a) / a.shape[1]
+                    layer.A = A if layer.A is None else layer.A + A
+        for layer in self.layers:
+            if layer.kind == "bn":
+                layer.D = layer.D / n
+                continue
+            sA, layer.UA = torch.linalg.eigh((layer.A / n).double())
+            sG, layer.UG = torch.linalg.eigh((layer.G / n).double())
+            layer.UA, layer.UG = layer.UA.to(x.dtype), layer.UG.to(x.dtype)
+            layer.L = torch.outer(sG.clamp_min(0), sA.clamp_min(0)).to(x.dtype)
+            layer.A = layer.G = None
+        if self.eigen_correction:
+            self._correct_eigenvalues(x)
+
+    def _correct_eigenvalues(self, x: torch.Tensor) -> None:
+        """EK-FAC: eigenvalues = mean squared per-record gradient in the Kronecker eigenbasis."""
+        n = len(x)
+        sums = {id(layer): None for layer in self.layers if layer.kind != "bn"}
+        for sl in chunks(n, BATCH):
+            xb = x[sl]
+            acts = None
+            for grads in self._class_grads(xb):
+                if acts is None:
+                    acts = {id(l): l.activations() @ l.UA for l in self.layers if l.kind != "bn"}
+                for layer, g in zip(self.layers, grads):
+                    if layer.kind == "bn":
+                        continue
+                    gs = self.out_grads(g) @ layer.UG               # (n, T, out) in G's eigenbasis
+                    proj = torch.einsum("nto,nti->noi", gs, acts[id(layer)])
+                    s = (proj**2).sum(0)
+                    sums[id(layer)] = s if sums[id(layer)] is None else sums[id(layer)] + s
+        for layer in self.layers:
+            if layer.kind != "bn":
+                layer.L = sums[id(layer)] / n
+
+    # -- applying ------------------------------------------------------------
+    def _as_matrix(self, layer: _Layer, v: torch.Tensor) -> torch.Tensor:
+        out_dim = layer.UG.shape[0]
+        W = v[layer.w].reshape(out_dim, -1)
+        return torch.cat([W, v[layer.b][:, None]], 1) if layer.has_bias else W
+
+    def solve(self, b: torch.Tensor) -> torch.Tensor:
+        d = self.settings.total_damping
+        out = torch.empty_like(b)
+        for layer in self.layers:
+            if layer.kind == "bn":
+                idx = torch.cat([torch.arange(layer.w.start, layer.w.stop), torch.arange(layer.b.start, layer.b.stop)])
+                out[idx] = b[idx] / (layer.D + d)
+                continue
+            V = self._as_matrix(layer, b)
+            X = layer.UG @ ((layer.UG.T @ V @ layer.UA) / (layer.L + d)) @ layer.UA.T
+            if layer.has_bias:
+                out[layer.w] = X[:, :-1].reshape(-1)
+                out[layer.b] = X[:, -1]
+            else:
+                out[layer.w] = X.reshape(-1)
+        return out
+
+    # -- cache ---------------------------------------------------------------
+    def state(self) -> dict[str, torch.Tensor]:
+        state = {}
+        for layer in self.layers:
+            if layer.kind == "bn":
+                state[f"{layer.prefix}.D"] = layer.D
+            else:
+                state[f"{layer.prefix}.UA"] = layer.UA
+                state[f"{layer.prefix}.UG"] = layer.UG
+                state[f"{layer.prefix}.L"] = layer.L
+        return state
+
+    def _load(self, cached: dict) -> None:
+        try:
+            for layer in self.layers:
+                if layer.kind == "bn":
+                    layer.D = cached[f"{layer.prefix}.D"]
+                else:
+                    layer.UA = cached[f"{layer.prefix}.UA"]
+                    layer.UG = cached[f"{layer.prefix}.UG"]
+                    layer.L = cached[f"{layer.prefix}.L"]
+        except KeyError as exc:
+            raise BadInput(f"curvature cache lacks factor {exc}; delete the sidecar to rebuild it") from None
+
+
+def pseudo_gradients(fmodel: FunctionalModel, xb: torch.Tensor) -> torch.Tensor:
+    """(n, C, P) per-record gradients of the C pseudo-losses, by layer hooks.
+
+    U_i = these rows gives the exact GGN as (1/N) sum_i U_i^T U_i; plain
+    autograd (C backward passes) is far cheaper than vmap(jacrev) here.
+    Raises BadInput when a parameter is not in a Linear/Conv2d/BatchNorm layer.
+    """
+    taps = KFACSolver.__new__(KFACSolver)
+    taps.fmodel = fmodel
+    taps.layers = KFACSolver._find_layers(fmodel)
+    rows = []
+    for grads in taps._class_grads(xb):
+        parts = [None] * len(fmodel.params)
+        order = {name: i for i, name in enumerate(fmodel.params)}
+        for layer, g in zip(taps.layers, grads):
+            flat = layer.record_grads(g)
+            if layer.kind == "bn":
+                parts[order[f"{layer.prefix}.weight"]] = flat[:, : flat.shape[1] // 2]
+                parts[order[f"{layer.prefix}.bias"]] = flat[:, flat.shape[1] // 2 :]
+                continue
+            w_size = layer.w.stop - layer.w.start
+            parts[order[f"{layer.prefix}.weight"]] = flat[:, :w_size]
+            if layer.has_bias:
+                parts[order[f"{layer.prefix}.bias"]] = flat[:, w_size:]
+        rows.append(torch.cat(parts, 1))
+    return torch.stack(rows, 1)

@@ -1,0 +1,176 @@
+"""Algorithm 1 of the PUMA paper as one function: ``puma_patch``.
+
+Given the cached v = H^-1 grad C (the "HVP" of the paper, equation 9):
+
+1. psi for D_mk and D_up by one forward-mode pass each (equation 9);
+2. lambda* from equation 10 (exact single-residual solver);
+3. b = sum_k grad L_k - sum_j lambda_j grad L_j by one backward pass;
+4. Phi = (H + dI)^-1 b (equation 12, both projections in one solve by linearity);
+5. theta' = theta + eta Phi (equation 11), eta given or the largest on a
+   geometric grid whose change of C on remaining records stays within delta
+   (equation 2), checked with forward passes only.
+
+``methods/puma.py`` wraps this as a plugin; ``calibrate`` calls the same function.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .criteria import Criterion, Objective
+from .curvature import Solver
+from .reweight import reweight
+from .scores import FunctionalModel, criterion_value, psi, weighted_grad
+
+
+@dataclass
+class PatchSettings:
+    eta: float | None = None     # fixed projection rate; None = choose by delta
+    delta: float = 0.05          # allowed |change of C| on remaining records (equation 2)
+    eta_min: float = 1e-2        # the paper's range: eta in [1e-2, 1e-1]
+    eta_max: float = 1e-1
+    eta_grid: int = 8            # geometric grid points between eta_min and eta_max
+    lambda_l1: float = 1e-3      # sparsity of lambda (scale-free: psi divided by its rms)
+    lambda_l2: float = 1e-3      # small changes of lambda; > 0 makes lambda unique
+    lambda_solver: str = "exact"
+
+
+@dataclass
+class PatchResult:
+    params: dict[str, torch.Tensor]   # theta'
+    direction: torch.Tensor           # Phi_mk - Phi_up (flat)
+    eta: float
+    info: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def eta_grid(settings: PatchSettings) -> list[float]:
+    if settings.eta_grid < 2 or settings.eta_min == settings.eta_max:
+        return [settings.eta_max]
+    return list(np.geomspace(settings.eta_max, settings.eta_min, settings.eta_grid))
+
+
+def choose_eta(
+    change: Callable[[float], float], settings: PatchSettings
+) -> tuple[float, dict[str, Any]]:
+    """Largest grid eta whose |change of C| <= delta (binary search: |change| grows with eta)."""
+    grid = eta_grid(settings)  # descending
+    tried: dict[float, float] = {}
+
+    def ok(i: int) -> bool:
+        if grid[i] not in tried:
+            tried[grid[i]] = change(grid[i])
+        return abs(tried[grid[i]]) <= settings.delta
+
+    lo, hi = 0, len(grid) - 1  # find the first index (largest eta) that satisfies
+    if ok(0):
+        best = 0
+    elif not ok(hi):
+        best = None
+    else:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if ok(mid):
+                hi = mid
+            else:
+                lo = mid
+        best = hi
+    eta = grid[best] if best is not None else grid[-1]
+    return eta, {
+        "delta": settings.delta,
+        "delta_met": best is not None,
+        "eta_tried": {f"{k:.4g}": v for k, v in sorted(tried.items())},
+    }
+
+
+def puma_patch(
+    fmodel: FunctionalModel,
+    objective: Objective,
+    criterion: Criterion,
+    solver: Solver,
+    v: torch.Tensor,
+    forget: tuple[torch.Tensor, torch.Tensor],
+    upweight: tuple[torch.Tensor, torch.Tensor],
+    check: tuple[torch.Tensor, torch.Tensor],
+    settings: PatchSettings,
+    residual_matvec: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> PatchResult:
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    (x_mk, y_mk), (x_up, y_up), (x_ck, y_ck) = forget, upweight, check
+    psi_mk = psi(fmodel, objective, x_mk, y_mk, v)
+    psi_up = psi(fmodel, objective, x_up, y_up, v)
+    timings["psi_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    rw = reweight(psi_up.cpu().numpy(), psi_mk.cpu().numpy(), settings.lambda_l1, settings.lambda_l2,
+                  settings.lambda_solver)
+    timings["lambda_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    x_all = torch.cat([x_mk, x_up])
+    y_all = torch.cat([y_mk, y_up])
+    lam = torch.as_tensor(rw.weights, dtype=x_all.dtype, device=x_all.device)
+    w = torch.cat([torch.ones(len(y_mk), dtype=x_all.dtype, device=x_all.device), -lam])
+    b = weighted_grad(fmodel, objective, x_all, y_all, w)
+    timings["gradient_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    direction = solver.solve(b)
+    timings["solve_s"] = time.perf_counter() - t0
+    residual = None
+    if residual_matvec is not None:
+        t0 = time.perf_counter()
+        from .curvature import relative_residual
+
+        residual = relative_residual(residual_matvec, direction, b)
+        timings["residual_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    c0 = criterion_value(fmodel, criterion, fmodel.params, x_ck, y_ck)
+
+    def change(eta: float) -> float:
+        return criterion_value(fmodel, criterion, fmodel.shifted(eta * direction), x_ck, y_ck) - c0
+
+    if settings.eta is not None:
+        eta, eta_info = float(settings.eta), {"delta": None, "delta_met": None}
+    else:
+        eta, eta_info = choose_eta(change, settings)
+    measured = change(eta)
+    timings["eta_s"] = time.perf_counter() - t0
+
+    # First-order prediction of the change of C (equation 8): v^T (eta * b) = eta (sum psi_k - sum lambda psi_j).
+    predicted = float(eta * (v @ b))
+    info = {
+        "eta": eta,
+        **eta_info,
+        "criterion": criterion.name,
+        "criterion_before": c0,
+        "criterion_change": measured,
+        "criterion_change_predicted": predicted,
+        "psi_forget_sum": float(psi_mk.sum()),
+        "lambda": {
+            "solver": rw.solver,
+            "n": int(len(rw.weights)),
+            "nonzero": rw.nonzero,
+            "sparsity": 1.0 - rw.nonzero / max(len(rw.weights), 1),
+            "residual_scaled": rw.residual,
+            "objective": rw.objective,
+            "l1": settings.lambda_l1,
+            "l2": settings.lambda_l2,
+            "sum": float(rw.weights.sum()),
+            "max_abs": float(np.abs(rw.weights).max(initial=0.0)),
+        },
+        "step_norm": float(eta * direction.norm()),
+        "solve_residual": residual,
+        **solver.info,
+    }
+    if residual is not None and not math.isfinite(residual):
+        info["solve_residual"] = None
+    return PatchResult(fmodel.shifted(eta * direction), direction, eta, info, timings)
