@@ -25,9 +25,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash sample_models/demo.sh
 
-# Rebuild sample data and checkpoints (needs the build-time packages; see sample_models/README.md).
+# Retrain the shipped checkpoints from the shipped data (rebuilding the data
+# itself needs build-time packages: see sample_models/README.md).
 samples: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python sample_models/build.py
+	$(BIN)/python sample_models/build.py --train-only --unlearn "$(BIN)/unlearn"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -389,6 +389,19 @@ def build_mnist_5k(out_dir: Path) -> Built:
     )
 
 
+def shipped(name: str, out_dir: Path) -> Built:
+    """The already-built data set, for retraining its checkpoint without rebuilding data."""
+    import yaml
+
+    manifest_path = out_dir / "manifest.yaml"
+    if not manifest_path.is_file():
+        raise BuildError(f"{name}: {manifest_path} is missing; build the data first (drop --train-only)")
+    manifest = yaml.safe_load(manifest_path.read_text())
+    data_path = out_dir / manifest["data"]["path"]
+    arch_args = ("--arch", "cnn") if name == "mnist-5k" else ("--arch", "mlp", "--hidden", "64,32")
+    return Built(name, data_path, manifest_path, manifest.get("sha256", ""), arch_args)
+
+
 def _synthetic_builder(name: str) -> Callable[[Path], Built]:
     return lambda out_dir: build_synthetic(name, out_dir)
 
@@ -472,6 +485,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-train", action="store_true", help="write data and manifests only")
     parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="keep the shipped data and manifests; only retrain the checkpoints (needs no build-time packages)",
+    )
+    parser.add_argument(
         "--unlearn",
         default=os.environ.get("UNLEARN_CMD", "unlearn"),
         metavar="CMD",
@@ -487,6 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             out_dir = HERE / name
             out_dir.mkdir(parents=True, exist_ok=True)
+            if args.train_only:
+                if unlearn_cmd is not None:
+                    train(shipped(name, out_dir), unlearn_cmd)
+                continue
             built = BUILDERS[name](out_dir)
             size = built.data_path.stat().st_size
             print(f"{name}: {built.data_path.relative_to(REPO)} {size} bytes sha256 {built.sha256}", flush=True)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..training import pick_threads
 from ..models.sidecar import load_sidecar, save_sidecar, sidecar_path
 from .criteria import Criterion, Objective, get_criterion
 from .curvature import CurvatureSettings, Solver, build_solver, curvature_matvec, relative_residual
@@ -62,6 +63,7 @@ class InfluenceEngine:
         device = torch.device(device)
         timings: dict[str, float] = {}
         model = checkpoint.build_model(device)
+        pick_threads(model)
         fmodel = FunctionalModel.of(model)
         recipe_wd = float(checkpoint.training.get("weight_decay", 0.0))
         settings = settings or CurvatureSettings()

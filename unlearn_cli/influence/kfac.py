@@ -166,7 +166,7 @@ class KFACSolver(Solver):
                         d = (layer.bn_grads(g) ** 2).sum(0)
                         layer.D = d if layer.D is None else layer.D + d
                         continue
-                    gs = self.out_grads(g)                       # (n, T, out)
+                    gs = _Layer.out_grads(g)                       # (n, T, out)
                     G = torch.einsum("nto,ntp->op", gs, gs)
                     layer.G = G if layer.G is None else layer.G + G
             for layer in self.layers:
@@ -199,7 +199,7 @@ class KFACSolver(Solver):
                 for layer, g in zip(self.layers, grads):
                     if layer.kind == "bn":
                         continue
-                    gs = self.out_grads(g) @ layer.UG               # (n, T, out) in G's eigenbasis
+                    gs = _Layer.out_grads(g) @ layer.UG               # (n, T, out) in G's eigenbasis
                     proj = torch.einsum("nto,nti->noi", gs, acts[id(layer)])
                     s = (proj**2).sum(0)
                     sums[id(layer)] = s if sums[id(layer)] is None else sums[id(layer)] + s

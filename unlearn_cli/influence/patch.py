@@ -32,11 +32,11 @@ from .scores import FunctionalModel, criterion_value, psi, weighted_grad
 @dataclass
 class PatchSettings:
     eta: float | None = None     # fixed projection rate; None = choose by delta
-    delta: float = 0.05          # allowed |change of C| on remaining records (equation 2)
-    eta_min: float = 1e-2        # the paper's range: eta in [1e-2, 1e-1]
-    eta_max: float = 1e-1
-    eta_grid: int = 8            # geometric grid points between eta_min and eta_max
-    lambda_l1: float = 1e-3      # sparsity of lambda (scale-free: psi divided by its rms)
+    delta: float = 0.02          # allowed |change of C| on remaining records (equation 2)
+    eta_min: float = 1e-4        # grid for eta; see methods/puma.py for why it is wider than
+    eta_max: float = 1e3         #   the paper's recommended 1e-2..1e-1
+    eta_grid: int = 6            # grid points per decade
+    lambda_l1: float = 1e-5      # sparsity of lambda (scale-free: psi divided by its rms)
     lambda_l2: float = 1e-3      # small changes of lambda; > 0 makes lambda unique
     lambda_solver: str = "exact"
 
@@ -51,38 +51,47 @@ class PatchResult:
 
 
 def eta_grid(settings: PatchSettings) -> list[float]:
-    if settings.eta_grid < 2 or settings.eta_min == settings.eta_max:
-        return [settings.eta_max]
-    return list(np.geomspace(settings.eta_max, settings.eta_min, settings.eta_grid))
+    """The geometric grid, ascending, ``eta_grid`` points per decade."""
+    lo, hi = settings.eta_min, settings.eta_max
+    if lo >= hi:
+        return [hi]
+    points = max(2, int(round(math.log10(hi / lo) * settings.eta_grid)) + 1)
+    return [float(v) for v in np.geomspace(lo, hi, points)]
 
 
 def choose_eta(
     change: Callable[[float], float], settings: PatchSettings
 ) -> tuple[float, dict[str, Any]]:
-    """Largest grid eta whose |change of C| <= delta (binary search: |change| grows with eta)."""
-    grid = eta_grid(settings)  # descending
+    """Largest grid eta such that it and every smaller grid eta keep |change of C| <= delta.
+
+    Far from the Taylor regime the change of C is not monotone in eta (a larger
+    eta can look fine again after a smaller one broke the model), so only the
+    unbroken prefix of the ascending grid is trusted. The walk is coarse first
+    (one point per decade), then fine between the last good and first bad
+    coarse points, so it costs ~a dozen forward passes over the check records.
+    """
+    grid = eta_grid(settings)
     tried: dict[float, float] = {}
 
-    def ok(i: int) -> bool:
-        if grid[i] not in tried:
-            tried[grid[i]] = change(grid[i])
-        return abs(tried[grid[i]]) <= settings.delta
+    def ok(eta: float) -> bool:
+        if eta not in tried:
+            tried[eta] = change(eta)
+        return bool(abs(tried[eta]) <= settings.delta)  # NaN -> False
 
-    lo, hi = 0, len(grid) - 1  # find the first index (largest eta) that satisfies
-    if ok(0):
-        best = 0
-    elif not ok(hi):
-        best = None
-    else:
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if ok(mid):
-                hi = mid
-            else:
-                lo = mid
-        best = hi
-    eta = grid[best] if best is not None else grid[-1]
-    return eta, {
+    step = max(1, settings.eta_grid)
+    coarse = grid[::step] + ([grid[-1]] if (len(grid) - 1) % step else [])
+    last_good = -1
+    for eta in coarse:
+        if not ok(eta):
+            break
+        last_good = grid.index(eta)
+    best = grid[last_good] if last_good >= 0 else None
+    if last_good < len(grid) - 1:
+        for eta in grid[last_good + 1 : last_good + step]:
+            if not ok(eta):
+                break
+            best = eta
+    return (best if best is not None else grid[0]), {
         "delta": settings.delta,
         "delta_met": best is not None,
         "eta_tried": {f"{k:.4g}": v for k, v in sorted(tried.items())},

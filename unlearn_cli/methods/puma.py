@@ -27,11 +27,11 @@ class PumaConfig:
     criterion: str = _opt("cross-entropy", "performance criterion C to preserve",
                           choices=("cross-entropy", "accuracy", "ece"))
     eta: Optional[float] = _opt(None, "projection rate; unset = largest grid value within delta")
-    delta: float = _opt(0.05, "allowed change of C on remaining records when choosing eta (eq. 2)")
-    eta_min: float = _opt(1e-2, "smallest eta tried (the paper recommends 1e-2..1e-1)")
-    eta_max: float = _opt(1e-1, "largest eta tried")
-    eta_grid: int = _opt(8, "geometric grid points between eta_min and eta_max")
-    lambda_l1: float = _opt(1e-3, "l1 weight of eq. 10 (psi scaled to unit rms, so scale-free)")
+    delta: float = _opt(0.02, "allowed change of C on remaining records when choosing eta (eq. 2)")
+    eta_min: float = _opt(1e-4, "smallest eta tried (the paper's own runs used 1e-2..1e-1; see details)")
+    eta_max: float = _opt(1e3, "largest eta tried")
+    eta_grid: int = _opt(6, "geometric grid points per decade between eta_min and eta_max")
+    lambda_l1: float = _opt(1e-5, "l1 weight of eq. 10 (psi scaled to unit rms, so scale-free)")
     lambda_l2: float = _opt(1e-3, "l2 weight of eq. 10; > 0 keeps lambda unique")
     lambda_solver: str = _opt("exact", "exact single-residual solver, or the paper's slsqp (slow)",
                               choices=("exact", "slsqp"))
@@ -40,7 +40,7 @@ class PumaConfig:
     solver: str = _opt("auto", "iHVP solver: auto (exact up to 5k parameters, else ekfac), exact, cg, lissa, kfac, ekfac",
                        choices=("auto", "exact", "cg", "lissa", "kfac", "ekfac"))
     curvature: str = _opt("ggn", "Gauss-Newton (PSD) or the true hessian", choices=("ggn", "hessian"))
-    damping: float = _opt(1e-3, "added to the curvature diagonal (on top of the recipe's weight decay)")
+    damping: float = _opt(1e-2, "added to the curvature diagonal (on top of the recipe's weight decay)")
     curvature_sample: int = _opt(0, "train records used to build the curvature; 0 = all")
     cg_tol: float = _opt(1e-8, "CG relative residual tolerance")
     cg_maxiter: int = _opt(500, "CG iteration limit")
@@ -70,8 +70,14 @@ class Puma(Method):
     details = (
         "Algorithm 1 of the PUMA paper. Works on any plain checkpoint. The first request on a checkpoint "
         "builds the curvature (cached beside it for kfac/ekfac); later requests cost passes over the request "
-        "and the re-weight sample only. eta trades removal strength against preservation: by default the "
-        "largest eta in [1e-2, 1e-1] that changes C on remaining records by at most delta."
+        "and the re-weight sample only. eta trades removal strength against preservation: by default it is "
+        "the largest eta on a geometric grid (1e-4..1e3, 6 per decade) whose change of C on a sample of "
+        "remaining records stays within delta (eq. 2). The paper recommends eta in 1e-2..1e-1 for its models; "
+        "the step eta*Phi scales with the gradients of the marked records, which vanish on a model that fits "
+        "them confidently (measured on breast-cancer: no prediction moves at eta=0.1), so a fixed range "
+        "either removes nothing or breaks the model, and the delta rule picks the scale per request. "
+        "damping 1e-2: trained nets have a near-singular curvature (the moons MLP's GGN has 13 of 2338 "
+        "eigenvalues above 1e-3), and smaller damping lets the null space dominate the step."
     )
     requires = "plain"
     Config = PumaConfig
