@@ -20,7 +20,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -q tests
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash sample_models/demo.sh

@@ -55,6 +55,8 @@ class CurvatureSettings:
     lissa_batch: int = 0          # 0 = every record in each step (deterministic)
     lissa_repeats: int = 1
     sample: int = 0               # records used to build the curvature; 0 = all train records
+    fisher_samples: int = 1       # kfac/ekfac: labels drawn per record (0 = exact, one pass per class)
+    ekfac_sample: int = 1000      # ekfac: records for the eigenvalue correction; 0 = all
     seed: int = 0
 
     def resolved_solver(self, n_params: int) -> str:
@@ -73,6 +75,10 @@ class CurvatureSettings:
                 "weight_decay": self.weight_decay, "sample": self.sample, "seed": self.seed}
         if solver == "cg":
             keep.update(cg_tol=self.cg_tol, cg_maxiter=self.cg_maxiter)
+        if solver in ("kfac", "ekfac"):
+            keep.update(fisher_samples=self.fisher_samples)
+            if solver == "ekfac":
+                keep.update(ekfac_sample=self.ekfac_sample)
         if solver == "lissa":
             keep.update(lissa_depth=self.lissa_depth, lissa_scale=self.lissa_scale,
                         lissa_batch=self.lissa_batch, lissa_repeats=self.lissa_repeats)

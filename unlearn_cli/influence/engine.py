@@ -22,7 +22,7 @@ from .criteria import Criterion, Objective, get_criterion
 from .curvature import CurvatureSettings, Solver, build_solver, curvature_matvec, relative_residual
 from .scores import FunctionalModel, criterion_grad
 
-RESIDUAL_SAMPLE = 512  # records for the reported residual of factorised solves (a full pass would cost an epoch)
+RESIDUAL_SAMPLE = 256  # records for the reported residual of factorised solves (a full pass would cost an epoch)
 
 
 @dataclass
@@ -124,6 +124,7 @@ class InfluenceEngine:
             cg_tol=config.cg_tol, cg_maxiter=config.cg_maxiter, lissa_depth=config.lissa_depth,
             lissa_scale=config.lissa_scale, lissa_batch=config.lissa_batch,
             lissa_repeats=config.lissa_repeats, sample=config.curvature_sample, seed=request.seed,
+            fisher_samples=config.fisher_samples, ekfac_sample=config.ekfac_sample,
         )
         return cls.build(request.checkpoint, request.dataset, device=request.device, criterion=config.criterion,
                          settings=settings, cache=config.cache, seed=request.seed)

@@ -42,6 +42,8 @@ class PumaConfig:
     curvature: str = _opt("ggn", "Gauss-Newton (PSD) or the true hessian", choices=("ggn", "hessian"))
     damping: float = _opt(1e-2, "added to the curvature diagonal (on top of the recipe's weight decay)")
     curvature_sample: int = _opt(0, "train records used to build the curvature; 0 = all")
+    fisher_samples: int = _opt(1, "kfac/ekfac: labels drawn per record for the factors; 0 = exact (one pass per class)")
+    ekfac_sample: int = _opt(1000, "ekfac: records used for the eigenvalue correction; 0 = all")
     cg_tol: float = _opt(1e-8, "CG relative residual tolerance")
     cg_maxiter: int = _opt(500, "CG iteration limit")
     lissa_depth: int = _opt(5000, "LiSSA recursion depth")
