@@ -1,0 +1,45 @@
+"""The shipped sample models: data matches its manifest, checkpoints load, and
+`unlearn train`'s recipe reproduces each shipped checkpoint's test accuracy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from unlearn_cli.data.manifest import file_sha256, load_manifest
+from unlearn_cli.models.checkpoint import load_checkpoint
+from unlearn_cli.training import Recipe
+from unlearn_cli.workflow import dataset_for, evaluate_rows, fit
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
+NAMES = ["moons", "radial", "rectangular", "spiral", "breast-cancer", "german-credit", "mnist-5k"]
+
+
+def test_every_sample_set_is_shipped_and_the_folder_stays_small():
+    for name in NAMES:
+        assert (SAMPLES / name / "manifest.yaml").is_file()
+        assert (SAMPLES / name / "model.safetensors").is_file()
+        assert (SAMPLES / name / "train_report.json").is_file()
+    shipped = sum(p.stat().st_size for p in SAMPLES.rglob("*") if p.is_file() and "curvature" not in p.name)
+    assert shipped < 15 * 2**20
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_manifest_provenance_and_checksum(name):
+    dataset = load_manifest(SAMPLES / name / "manifest.yaml")
+    assert dataset.raw.get("source") and dataset.raw.get("license")
+    assert dataset.raw["sha256"] == file_sha256(dataset.data_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_training_again_reproduces_the_shipped_test_accuracy(name):
+    ckpt = load_checkpoint(SAMPLES / name / "model.safetensors")
+    dataset = dataset_for(ckpt, None)
+    shipped = json.loads((SAMPLES / name / "train_report.json").read_text())["metrics"]["test"]["accuracy"]
+    assert evaluate_rows(ckpt.build_model(), dataset, dataset.test_indices())["accuracy"] == pytest.approx(shipped)
+    model, _ = fit(dataset, dataset.train_indices(), ckpt.arch, Recipe.from_dict(ckpt.training))
+    again = evaluate_rows(model, dataset, dataset.test_indices())["accuracy"]
+    assert abs(again - shipped) <= 0.01
