@@ -1,0 +1,159 @@
+"""Shadow, reference and attack models: trained once, cached as safetensors.
+
+Every model an attack trains goes through the one training loop
+(``workflow.fit`` / ``training.train_model``) with the target checkpoint's
+recorded architecture and recipe. Training them is most of an attack's cost,
+and nothing about them depends on the weights being attacked, so they are
+cached: a cache file's name carries the sha256 of everything that determines
+the model (role, architecture, recipe, data sha256, train-ID digest, the
+attack settings that shape it, its index and seed). A second attack on the
+same data (the unlearned model, then the retrained reference, then a model
+unlearned by another method) trains nothing.
+
+The cache is a folder of checkpoint-format files (``<ckpt dir>/.unlearn-cache``
+unless ``--cache-dir`` says otherwise). Files are read only with safetensors
+and written only through ``save_checkpoint`` (atomic). A file whose recorded
+key does not match its name, or that does not load, is retrained and replaced.
+Record IDs never go into it: which rows a model saw is a pure function of the
+recorded seed, recomputed on use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import BadInput
+
+#: Bump when anything that shapes a cached model changes meaning.
+CACHE_VERSION = 1
+CACHE_DIRNAME = ".unlearn-cache"
+
+
+def derive_seed(seed: int, role: str, index: int) -> int:
+    """A stable 31-bit seed per (attack seed, role, model index)."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(role.encode()), int(index)])
+    return int(state.generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def default_cache_dir(checkpoint_path: Path) -> Path:
+    return Path(checkpoint_path).resolve().parent / CACHE_DIRNAME
+
+
+def data_identity(dataset: Any) -> dict[str, Any]:
+    """What identifies the data a model saw, without naming any record."""
+    return {"data_sha256": dataset.data_sha256, "train_ids_digest": dataset.train_id_digest()}
+
+
+@dataclass
+class ModelCache:
+    """Cached models keyed by what determines them; counts what it trained."""
+
+    directory: Path
+    device: Any = "cpu"
+    progress: Callable[[int, int], None] = lambda done, total: None
+    warn: Callable[[str], None] = lambda message: None
+    trained: int = 0
+    reused: int = 0
+    by_role: dict[str, dict[str, int]] = field(default_factory=dict)
+    planned: int = 0  # models the running attack expects to need (for the progress bar)
+
+    def expect(self, count: int) -> None:
+        """Announce ``count`` more models (trained or reused) for progress reporting."""
+        self.planned += int(count)
+        self.progress(self.trained + self.reused, self.planned)
+
+    def key(self, role: str, material: dict[str, Any]) -> str:
+        text = json.dumps({"v": CACHE_VERSION, "role": role, **material}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def path(self, role: str, key: str) -> Path:
+        return self.directory / f"{role}-{key[:24]}.safetensors"
+
+    def _count(self, role: str, what: str) -> None:
+        setattr(self, what, getattr(self, what) + 1)
+        self.by_role.setdefault(role, {"trained": 0, "reused": 0})[what] += 1
+        self.progress(self.trained + self.reused, max(self.planned, self.trained + self.reused))
+
+    def lookup(self, role: str, key: str):
+        """The cached checkpoint for ``key``, or None when absent or unusable."""
+        from ..models.checkpoint import load_checkpoint
+
+        path = self.path(role, key)
+        if not path.exists():
+            return None
+        try:
+            ckpt = load_checkpoint(path)
+        except BadInput as exc:
+            self.warn(f"ignoring unreadable cache file {path.name} ({exc}); retraining it")
+            return None
+        if (ckpt.meta.get("cache") or {}).get("key") != key:
+            self.warn(f"cache file {path.name} records another key; retraining it")
+            return None
+        return ckpt
+
+    def get_or_make(self, role: str, material: dict[str, Any],
+                    make: Callable[[], tuple[dict[str, Any], dict[str, Any]]]):
+        """Load the model for (role, material), or ``make()`` -> (state, meta) and store it.
+
+        Returns the stored :class:`~unlearn_cli.models.checkpoint.Checkpoint`
+        (with its cache path, so methods that need a checkpoint file get one).
+        """
+        from ..models.checkpoint import load_checkpoint, save_checkpoint
+
+        key = self.key(role, material)
+        cached = self.lookup(role, key)
+        if cached is not None:
+            self._count(role, "reused")
+            return cached
+        state, meta = make()
+        meta = {**meta, "cache": {**meta.get("cache", {}), "role": role, "key": key}}
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInput(f"cannot create the attack cache folder {self.directory} "
+                           f"({exc.strerror or exc}); pass --cache-dir") from None
+        path = self.path(role, key)
+        save_checkpoint(path, state, meta)
+        self._count(role, "trained")
+        return load_checkpoint(path)
+
+    def summary(self) -> dict[str, Any]:
+        return {"models_trained": self.trained, "models_reused": self.reused, "by_role": self.by_role}
+
+
+def model_meta(arch: dict[str, Any], recipe: Any, dataset: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Checkpoint metadata of a cached model (no record IDs, no manifest path)."""
+    return {
+        "kind": "plain",
+        "arch": arch,
+        "training": recipe.to_dict(),
+        "dataset": {"name": dataset.name, **data_identity(dataset),
+                    "n_train": int(dataset.train.sum())},
+        "lineage": [],
+        "cache": dict(extra or {}),
+    }
+
+
+def fit_cached(cache: ModelCache, role: str, material: dict[str, Any], dataset: Any, rows: np.ndarray,
+               arch: dict[str, Any], recipe: Any, extra_meta: dict[str, Any] | None = None):
+    """Train ``arch`` with ``recipe`` on ``rows`` (the one training loop), or reuse the cached one."""
+    from ..workflow import fit
+
+    rows = np.asarray(rows, dtype=np.int64)
+    # The rows' digest makes the key cover exactly what the model saw (row
+    # numbers, not record IDs, so nothing identifying is stored).
+    full = {"arch": arch, "recipe": recipe.to_dict(), **data_identity(dataset),
+            "rows_sha256": hashlib.sha256(rows.tobytes()).hexdigest(), **material}
+
+    def make() -> tuple[dict[str, Any], dict[str, Any]]:
+        model, _ = fit(dataset, rows, arch, recipe, device=cache.device)
+        return model.state_dict(), model_meta(arch, recipe, dataset, extra_meta)
+
+    return cache.get_or_make(role, full, make)

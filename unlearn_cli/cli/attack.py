@@ -1,0 +1,175 @@
+"""unlearn attack: membership-inference attack on the requested records, with CI gates.
+
+Examples:
+    unlearn attack model.unlearned.safetensors --ids forget.txt
+    unlearn attack model.unlearned.safetensors --ids forget.txt --reference retrained.safetensors
+    unlearn attack model.safetensors --ids forget.txt --attack lira --set references=16 --set mode=offline
+    unlearn attack model.unlearned.safetensors --ids forget.txt --attack loss --max-member-rate 0.6 --max-auc 0.6
+    unlearn attack model.unlearned.safetensors --ids forget.txt --attack forget-quality --set models=8 --json
+
+Attacks: shokri (the PUMA paper's shadow-model attack, default), loss (Yeom et
+al.), lira (Carlini et al.), forget-quality (the NeurIPS 2023 challenge score).
+Reported per split (forget = the request, retain = a sample of the remaining
+train records, test): member_rate, and AUC / TPR at 1% and 0.1% FPR of forget
+(and retain) against test. The target for an unlearned model is the retrained
+model's numbers (--reference), not zero. Shadow and reference models are
+cached under <checkpoint dir>/.unlearn-cache (--cache-dir) and reused.
+Gates: --max-member-rate (forget set) and --max-auc exit with code 3.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .options import CheckpointArg, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from .output import command_run, fmt, show
+
+def _settings_help() -> str:
+    """Each attack's --set keys, from the settings classes (cheap: no torch, no numpy)."""
+    import dataclasses
+
+    from ..attacks.settings import ForgetQualitySettings, LiraSettings, LossSettings, ShokriSettings
+
+    parts = []
+    for name, cls in (("shokri", ShokriSettings), ("loss", LossSettings), ("lira", LiraSettings),
+                      ("forget-quality", ForgetQualitySettings)):
+        parts.append(f"{name}: " + ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(cls)))
+    return "Attack setting key=value (repeatable). " + "; ".join(parts) + "."
+
+
+_COLUMNS = ("member_rate", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
+_HEADERS = {"member_rate": "member rate", "auc": "AUC", "tpr_at_1pct_fpr": "TPR@1%FPR",
+            "tpr_at_0.1pct_fpr": "TPR@0.1%FPR"}
+
+
+def _table(title: str, target: dict[str, Any], reference: dict[str, Any] | None):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("split")
+    table.add_column("n", justify="right")
+    for col in _COLUMNS:
+        table.add_column(_HEADERS[col], justify="right")
+    if reference is not None:
+        for col in _COLUMNS:
+            table.add_column(f"ref {_HEADERS[col]}", justify="right", style="cyan")
+    for split in ("forget", "retain", "test"):
+        cells = [split, fmt(target[split].get("n"))]
+        cells += [fmt(target[split].get(c)) for c in _COLUMNS]
+        if reference is not None:
+            cells += [fmt(reference[split].get(c)) for c in _COLUMNS]
+        table.add_row(*cells)
+    notes = ["AUC and TPR: the row's records against the test split",
+             f"forget vs test balanced accuracy {fmt(target.get('balanced_accuracy'))}"]
+    if "forgetting_quality" in target:
+        notes.append(f"forgetting quality {fmt(target['forgetting_quality'])}")
+        if reference is not None:
+            notes.append(f"(reference {fmt(reference.get('forgetting_quality'))})")
+    notes.append(f"models trained {target['models_trained']}, reused {target['models_reused']}")
+    table.caption = "; ".join(notes)
+    return table
+
+
+def _gates(target: dict[str, Any], attack: str, max_member_rate: float | None, max_auc: float | None) -> None:
+    from ..errors import GateFailed
+
+    failures = []
+    rate, auc = target["forget"].get("member_rate"), target.get("auc")
+    if max_member_rate is not None and rate is not None and rate > max_member_rate:
+        failures.append(f"forget-set member rate {rate:.4f} exceeds --max-member-rate {max_member_rate:g}")
+    if max_auc is not None and auc is not None and auc > max_auc:
+        failures.append(f"forget-vs-test AUC {auc:.4f} exceeds --max-auc {max_auc:g}")
+    if failures:
+        raise GateFailed(f"{attack} attack: " + "; ".join(failures))
+
+
+def _check_gate_value(name: str, value: float | None) -> None:
+    from ..errors import BadInput
+
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise BadInput(f"{name} must be in [0, 1], got {value}")
+
+
+def attack(
+    checkpoint: CheckpointArg,
+    ids: Annotated[str, typer.Option("--ids", help="Ids file of the records to attack ('-' = stdin).")],
+    attack_name: Annotated[str, typer.Option(
+        "--attack", help="shokri (default, the paper's), loss, lira or forget-quality.",
+        metavar="shokri|loss|lira|forget-quality")] = "shokri",
+    data: DataOpt = None,
+    reference: Annotated[Optional[Path], typer.Option(
+        "--reference", help="Also attack this checkpoint (e.g. the retrained model), side by side.",
+        dir_okay=False)] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help=_settings_help())] = None,
+    max_member_rate: Annotated[Optional[float], typer.Option(
+        "--max-member-rate", help="Gate: exit 3 if the forget-set member rate exceeds this.")] = None,
+    max_auc: Annotated[Optional[float], typer.Option(
+        "--max-auc", help="Gate: exit 3 if the forget-vs-test AUC exceeds this.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        "--cache-dir", help="Folder for cached shadow/reference models (default <checkpoint dir>/.unlearn-cache).",
+        file_okay=False)] = None,
+    report: ReportOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Membership-inference attack on the requested records (forget), a retain sample and the test split."""
+    with command_run("attack", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+        import dataclasses
+
+        from ..attacks.registry import get_attack, run_attack
+        from ..attacks.settings import parse_settings
+        from ..attacks.shadow import default_cache_dir
+        from ..data.ids import check_known, read_requests
+        from ..methods.base import parse_sets
+        from ..models.checkpoint import load_checkpoint
+        from ..training import resolve_device
+        from ..workflow import dataset_for, open_checkpoint
+
+        _check_gate_value("--max-member-rate", max_member_rate)
+        _check_gate_value("--max-auc", max_auc)
+        attack_cls = get_attack(attack_name)
+        settings = parse_settings(attack_cls.Settings, parse_sets(set_ or []), attack_name)
+        dev = resolve_device(device)
+        with run.phase("load"):
+            ckpt, dataset = open_checkpoint(checkpoint, data)
+            ref_ckpt = None
+            if reference is not None:
+                ref_ckpt = load_checkpoint(reference)
+                # Same data set, same train split: the rows mean the same records.
+                dataset_for(ref_ckpt, data if data is not None else dataset.manifest_path)
+            request = read_requests([ids])
+        if request.duplicates:
+            run.warn(f"{len(request.duplicates)} repeated ID(s) in {request.source} collapsed")
+        known, _ = check_known(request.ids, dataset.train_ids, dataset.test_ids)
+        forget_rows = dataset.index_of(known)
+        run.input("checkpoint", ckpt.path, ckpt.sha256)
+        run.input("data", dataset.data_path, dataset.data_sha256)
+        run.input("ids", request.source, request.sha256)
+        if ref_ckpt is not None:
+            run.input("reference", ref_ckpt.path, ref_ckpt.sha256)
+        cache = cache_dir if cache_dir is not None else default_cache_dir(ckpt.path)
+        attack_seed = 0 if seed is None else seed
+        run.data["config"] = {
+            "attack": attack_name, "settings": dataclasses.asdict(settings), "seed": attack_seed,
+            "device": str(dev), "cache_dir": str(cache),
+            "gates": {"max_member_rate": max_member_rate, "max_auc": max_auc},
+        }
+        with run.phase("attack"), run.progress(f"{attack_name}: shadow/reference models") as bar:
+            result = run_attack(attack_name, settings, dataset=dataset, checkpoint=ckpt, forget_rows=forget_rows,
+                                cache_dir=cache, reference=ref_ckpt, device=dev, seed=attack_seed,
+                                progress=bar, warn=run.warn)
+        run.data["metrics"] = {attack_name: result.target}
+        if result.reference is not None:
+            run.data["metrics"]["reference"] = {attack_name: result.reference}
+        run.data["metrics"][attack_name]["models_by_role"] = result.cache["by_role"]
+        title = f"{attack_name} attack on {checkpoint.name} ({len(forget_rows)} requested records)"
+        if reference is not None:
+            title += f"; ref = {reference.name}"
+        show(run, _table(title, result.target, result.reference))
+        _gates(result.target, attack_name, max_member_rate, max_auc)

@@ -1,0 +1,90 @@
+"""unlearn mark: choose training records to forget and write them as an ids file.
+
+Examples:
+    unlearn mark sample_models/radial/manifest.yaml --strategy cluster --label 0 --out forget.txt
+    unlearn mark data.yaml --strategy cluster --clusters 8 --pick smallest --seed 3 --out forget.txt
+    unlearn mark data.yaml --strategy random --fraction 0.05 --out forget.txt
+    unlearn mark data.yaml --strategy class --label 2 --out forget.txt
+    unlearn mark data.yaml --strategy ordered --fraction 0.05 --checkpoint model.safetensors --out forget.txt
+
+Strategies (PUMA paper, appendix A and the Ordered/Random scenarios):
+cluster marks one k-means cluster per class (or of --label); random a
+fraction of the train split; class every train record of --label; ordered
+records packed into as few recorded training batches (or SISA shards/slices)
+as the checkpoint's training order allows. Only train records are marked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .options import DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from .output import command_run, key_values, show
+
+
+def mark(
+    manifest: Annotated[Path, typer.Argument(help="Dataset manifest (YAML).", dir_okay=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Ids file to write.", dir_okay=False)],
+    strategy: Annotated[str, typer.Option("--strategy", help="cluster, random, class or ordered.",
+                                          metavar="cluster|random|class|ordered")],
+    label: Annotated[Optional[int], typer.Option("--label", help="Class to mark (class; restricts cluster/random).")] = None,
+    fraction: Annotated[Optional[float], typer.Option("--fraction", help="Share of the train split (random, ordered).")] = None,
+    clusters: Annotated[Optional[int], typer.Option("--clusters", help="k-means clusters per class (cluster; default 8, the paper's).")] = None,
+    pick: Annotated[Optional[str], typer.Option(
+        "--pick", help="Cluster to mark: smallest (the paper's, default), largest, median, or a rank (0 = smallest).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        "--checkpoint", help="Checkpoint whose recorded training order 'ordered' follows.", dir_okay=False)] = None,
+    report: ReportOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Choose training records to forget (PUMA appendix A marking) and write an ids file."""
+    with command_run("mark", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+        import numpy as np
+
+        from ..data.ids import format_ids
+        from ..data.manifest import load_manifest
+        from ..data.marking import mark as choose
+        from ..ops.atomic import write_text
+
+        with run.phase("load"):
+            dataset = load_manifest(manifest)
+        run.input("manifest", dataset.manifest_path, None)
+        run.input("data", dataset.data_path, dataset.data_sha256)
+        meta = None
+        if checkpoint is not None:
+            from ..models.checkpoint import read_header_meta
+
+            header = read_header_meta(checkpoint)  # metadata only: no weights, no torch
+            meta = header["meta"]
+            run.input("checkpoint", checkpoint, header["sha256"])
+        with run.phase("mark"):
+            marking = choose(dataset, strategy, label=label, fraction=fraction, clusters=clusters, pick=pick,
+                             seed=0 if seed is None else seed, checkpoint_meta=meta)
+        text = format_ids(marking.ids, header=marking.header(dataset))
+        with run.phase("write"):
+            digest = write_text(out, text)
+        run.output("ids", out, digest)
+        n_train = int(dataset.train.sum())
+        per_class = {str(c): int(n) for c, n in
+                     enumerate(np.bincount(dataset.y[marking.rows], minlength=dataset.num_classes))}
+        run.data["config"] = {"strategy": strategy, **marking.params}
+        run.data["metrics"] = {
+            "marked": len(marking.ids),
+            "n_train": n_train,
+            "fraction_of_train": len(marking.ids) / n_train,
+            "per_class": per_class,
+            "details": marking.details,
+        }
+        show(run, key_values(f"marked {len(marking.ids)} of {n_train} train records of {dataset.name}", {
+            "ids file": str(out), "strategy": strategy,
+            **{k: v for k, v in marking.params.items() if v is not None},
+            "per class": per_class,
+            **{k: v for k, v in marking.details.items() if not isinstance(v, dict)},
+        }))
