@@ -52,6 +52,10 @@ def _register() -> None:
     app.command("methods")(methods.methods)
     app.command("mark")(mark.mark)
     app.command("attack")(attack.attack)
+    from . import calibrate, debug_labels
+
+    app.command("debug-labels")(debug_labels.debug_labels)
+    app.command("calibrate")(calibrate.calibrate)
 
 
 _register()

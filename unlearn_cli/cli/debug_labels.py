@@ -1,0 +1,255 @@
+"""unlearn debug-labels: rank training records by how likely their label is wrong.
+
+Examples:
+    unlearn debug-labels model.safetensors
+    unlearn debug-labels model.safetensors --top 50 --out suspects.txt
+    unlearn forget model.safetensors suspects.txt --method puma        # then drop them
+    unlearn debug-labels model.safetensors --ranker self-confidence --json > ranking.json
+    unlearn debug-labels --evaluate sample_models/moons/manifest.yaml --flip-rate 0.1 --seed 0
+    unlearn debug-labels --evaluate sample_models/radial/manifest.yaml --ranker puma --ranker grad-dot --report eval.json
+
+Rankers: puma (default; Algorithm 2 of the PUMA paper: influence of each record
+on the criterion C from one cached iHVP and one forward-mode pass, filtered by
+prediction confidence), self-confidence, margin, grad-dot (the paper's "NTK":
+the Hessian replaced by the identity) and influence (Koh & Liang
+self-influence, one iHVP per record; slow, for small models). The table shows
+the --top K most suspicious records; --out writes their IDs (most suspicious
+first) as an ids file for `unlearn forget` or for relabelling.
+
+--evaluate MANIFEST runs the paper's Figure 4 / Table 3 protocol instead: it
+flips --flip-rate of the train labels of an in-memory copy (your files are
+never modified), trains the manifest's default recipe (mlp; cnn for image
+input), and reports for each --ranker (repeatable; default all) the share of
+flipped records found after inspecting 5, 10, 20, 30 and 50% of the data,
+beside the optimal and random curves, and each ranker's seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, List, Optional
+
+import typer
+
+from .options import DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from .output import command_run, fmt, key_values, show
+
+DEFAULT_TOP = 20
+
+
+def debug_labels(
+    checkpoint: Annotated[Optional[Path], typer.Argument(
+        help="Checkpoint to debug (.safetensors); omit with --evaluate.", dir_okay=False)] = None,
+    data: DataOpt = None,
+    top: Annotated[Optional[int], typer.Option(
+        "--top", "-k", help=f"Records to show and write (default {DEFAULT_TOP}); also Algorithm 2's k. "
+                            "With --evaluate: Algorithm 2's k (default: the number of flipped records).")] = None,
+    ranker: Annotated[Optional[List[str]], typer.Option(
+        "--ranker", "-r", metavar="puma|self-confidence|margin|grad-dot|influence",
+        help="Ranking method (default puma). Repeatable with --evaluate (default: all).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", dir_okay=False, help="Write the top K ids (most suspicious first) to this ids file.")] = None,
+    criterion: Annotated[str, typer.Option(
+        "--criterion", help="C for puma and grad-dot: accuracy (soft error, default), cross-entropy or ece.")] = "accuracy",
+    solver: Annotated[str, typer.Option(
+        "--solver", help="iHVP solver: auto (exact up to 5k parameters, else ekfac), exact, cg, lissa, kfac, ekfac.")] = "auto",
+    damping: Annotated[float, typer.Option(
+        "--damping", help="Added to the curvature diagonal (on top of the recipe's weight decay).")] = 1e-3,
+    evaluate: Annotated[Optional[Path], typer.Option(
+        "--evaluate", metavar="MANIFEST", dir_okay=False,
+        help="Run the flipped-label evaluation protocol on this manifest instead of ranking a checkpoint.")] = None,
+    flip_rate: Annotated[Optional[float], typer.Option(
+        "--flip-rate", help="With --evaluate: share of train labels flipped to another class (default 0.1).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        "--epochs", help="With --evaluate: override the default recipe's epochs.")] = None,
+    report: ReportOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Rank training records by how likely their label is wrong (PUMA Algorithm 2 and baselines).
+
+    \b
+    Examples:
+      unlearn debug-labels model.safetensors --top 50 --out suspects.txt
+      unlearn debug-labels model.safetensors --ranker self-confidence --json
+      unlearn debug-labels --evaluate sample_models/moons/manifest.yaml --flip-rate 0.1 --seed 0
+
+    With --evaluate: flip labels of an in-memory copy of the train split, train
+    the default recipe, and report the share of flips found after inspecting
+    5-50% of the data for each ranker, beside the optimal and random curves.
+    """
+    with command_run("debug-labels", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+        from ..diagnostics.labels import RANKERS, RankSettings, check_ranker
+        from ..errors import BadInput
+        from ..influence.criteria import get_criterion
+        from ..influence.curvature import SOLVERS
+        from ..training import resolve_device
+
+        if (checkpoint is None) == (evaluate is None):
+            raise BadInput("give either a CHECKPOINT to debug or --evaluate MANIFEST, not "
+                           + ("both" if checkpoint is not None else "neither"))
+        rankers = list(ranker or ([] if evaluate is not None else ["puma"])) or list(RANKERS)
+        for name in rankers:
+            check_ranker(name)
+        if len(set(rankers)) != len(rankers):
+            raise BadInput("--ranker lists the same ranker twice")
+        if top is not None and top < 1:
+            raise BadInput(f"--top must be >= 1, got {top}")
+        get_criterion(criterion)
+        if solver not in SOLVERS:
+            raise BadInput(f"unknown solver '{solver}'; choose one of: {', '.join(SOLVERS)}")
+        if damping < 0:
+            raise BadInput(f"--damping must be >= 0, got {damping}")
+        dev = resolve_device(device)
+        settings = RankSettings(criterion=criterion, solver=solver, damping=damping)
+        if evaluate is not None:
+            if out is not None:
+                raise BadInput("--out writes a checkpoint's suspects; it does not apply to --evaluate")
+            if data is not None:
+                raise BadInput("--data goes with a CHECKPOINT; --evaluate takes the manifest itself")
+            _evaluate(run, evaluate, rankers, 0.1 if flip_rate is None else flip_rate, 0 if seed is None else seed,
+                      epochs, top, settings, dev)
+            return
+        if len(rankers) > 1:
+            raise BadInput("--ranker may repeat only with --evaluate; rank a checkpoint with one ranker at a time")
+        for name, value in (("--flip-rate", flip_rate), ("--epochs", epochs)):
+            if value is not None:
+                raise BadInput(f"{name} applies to --evaluate only")
+        if out is not None and not (out.parent if str(out.parent) else Path(".")).is_dir():
+            raise BadInput(f"--out {out}: directory '{out.parent}' does not exist")
+        _rank(run, checkpoint, data, rankers[0], top or DEFAULT_TOP, out, settings, seed, dev)
+
+
+def _rank(run, checkpoint: Path, data: Optional[Path], ranker: str, top: int, out: Optional[Path],
+          settings: Any, seed: Optional[int], dev: Any) -> None:
+    from dataclasses import asdict, replace
+
+    from ..data.ids import format_ids
+    from ..diagnostics.labels import RANKERS, rank
+    from ..ops.atomic import write_text
+    from ..workflow import open_checkpoint
+
+    with run.phase("load"):
+        ckpt, dataset = open_checkpoint(checkpoint, data)
+    run.input("checkpoint", ckpt.path, ckpt.sha256)
+    run.input("data", dataset.data_path, dataset.data_sha256)
+    seed = int(seed if seed is not None else ckpt.training.get("seed", 0))
+    settings = replace(settings, k=top, seed=seed)
+    about = RANKERS[ranker]
+    run.data["config"] = {"ranker": ranker, "top": top, "seed": seed, "device": str(dev),
+                          "settings": asdict(settings) if about.needs_plain else {}}
+    with run.phase("rank"):
+        ranking = rank(ranker, ckpt, dataset, device=dev, settings=settings)
+    shown = ranking.order[:top]
+    rows = ranking.rows[shown]
+    suspects = [{
+        "rank": i + 1,
+        "id": dataset.ids[row],
+        "label": int(dataset.y[row]),
+        "predicted": int(ranking.predicted[pos]),
+        "score": float(ranking.score[pos]),
+        "confidence": float(ranking.confidence[pos]),
+    } for i, (pos, row) in enumerate(zip(shown, rows))]
+    if out is not None:
+        header = (f"unlearn debug-labels: top {len(suspects)} of {len(ranking.rows)} train records of "
+                  f"{dataset.name} by {ranker}, most suspicious first\ncheckpoint {ckpt.path.name} "
+                  f"sha256 {ckpt.sha256}")
+        with run.phase("write"):
+            digest = write_text(out, format_ids([s["id"] for s in suspects], header=header))
+        run.output("ids", out, digest)
+    run.data["metrics"] = {
+        "ranker": ranker,
+        "n_train": int(len(ranking.rows)),
+        "score": {"meaning": about.score, "most_suspicious": "lowest" if about.ascending else "highest"},
+        "seconds": ranking.seconds,
+        "top": suspects,
+        "top_predicted_otherwise": int(sum(s["label"] != s["predicted"] for s in suspects)),
+        "details": ranking.info,
+    }
+    show(run, _suspects_table(f"top {len(suspects)} of {len(ranking.rows)} train records of {dataset.name} "
+                              f"by {ranker}", suspects, about, ranking.info),
+         key_values("summary", _summary(ranker, ranking, out)))
+
+
+def _suspects_table(title: str, suspects: list[dict[str, Any]], about: Any, info: dict[str, Any]):
+    from rich.table import Table
+
+    selected = (info.get("algorithm2") or {}).get("selected", 0)
+    table = Table(title=title, title_justify="left")
+    for name in ("#", "id", "given label", "predicted", about.score, "p(given)"):
+        table.add_column(name, justify="left" if name == "id" else "right")
+    for s in suspects:
+        mark = " *" if s["rank"] <= selected else ""
+        style = "bold" if s["label"] != s["predicted"] else None
+        table.add_row(f"{s['rank']}{mark}", s["id"], str(s["label"]), str(s["predicted"]), f"{s['score']:.4g}",
+                      fmt(s["confidence"]), style=style)
+    notes = ["bold: the model predicts another class"]
+    if selected:
+        notes.append("*: Algorithm 2's set S")
+    table.caption = "; ".join(notes)
+    return table
+
+
+def _summary(ranker: str, ranking: Any, out: Optional[Path]) -> dict[str, Any]:
+    rows: dict[str, Any] = {"ranker": ranker, "records ranked": len(ranking.rows),
+                            "time (s)": round(ranking.seconds, 3)}
+    if "criterion" in ranking.info:
+        rows["criterion C"] = ranking.info["criterion"]
+    engine = ranking.info.get("engine")
+    if engine:
+        rows["solver"] = engine["solver"]
+        rows["damping"] = engine["damping"]
+    a2 = ranking.info.get("algorithm2")
+    if a2:
+        rows["Algorithm 2"] = (f"k={a2['k']}, candidates {a2['candidates']}, "
+                               f"check {'passed' if a2['check_passed'] else 'failed' if a2['check_passed'] is False else 'n/a'}"
+                               f", S = {a2['selected']}")
+    if out is not None:
+        rows["ids file"] = str(out)
+    return rows
+
+
+def _evaluate(run, manifest: Path, rankers: list[str], flip_rate: float, seed: int, epochs: Optional[int],
+              top: Optional[int], settings: Any, dev: Any) -> None:
+    from dataclasses import asdict
+
+    from ..data.manifest import load_manifest
+    from ..diagnostics.labels import default_arch, evaluate
+
+    with run.phase("load"):
+        dataset = load_manifest(manifest)
+    run.input("manifest", dataset.manifest_path, None)
+    run.input("data", dataset.data_path, dataset.data_sha256)
+    run.data["config"] = {"mode": "evaluate", "rankers": rankers, "flip_rate": flip_rate, "seed": seed,
+                          "arch": default_arch(dataset), "epochs": epochs, "k": top, "device": str(dev),
+                          "settings": asdict(settings)}
+    with run.phase("evaluate"), run.progress(f"training on {dataset.name} with flipped labels") as bar:
+        result = evaluate(dataset, rankers, flip_rate=flip_rate, seed=seed, device=dev, epochs=epochs, k=top,
+                          settings=settings, progress=bar)
+    run.data["metrics"] = result
+    show(run, _curves_table(result), key_values("evaluation", {
+        "data set": result["dataset"], "train records": result["n_train"], "flipped": result["flipped"],
+        "model": f"{result['arch']['name']}, {result['recipe']['epochs']} epochs, {result['train_s']:.1f} s",
+        "test accuracy (clean labels)": result["model"]["test_accuracy"],
+        "flipped records the model fits": result["model"]["flipped_fitted"],
+        "Algorithm 2 k": result["k"],
+    }))
+
+
+def _curves_table(result: dict[str, Any]):
+    from rich.table import Table
+
+    table = Table(title=f"share of flipped labels found vs share of {result['dataset']} inspected",
+                  title_justify="left")
+    table.add_column("ranker")
+    for f in result["fractions"]:
+        table.add_column(f"{f:.0%}", justify="right")
+    table.add_column("seconds", justify="right")
+    for name, values in result["rankers"].items():
+        table.add_row(name, *(f"{v:.2f}" for v in values["found"]), f"{values['seconds']:.2f}")
+    table.add_row("optimal", *(f"{v:.2f}" for v in result["optimal"]), "", style="dim")
+    table.add_row("random", *(f"{v:.2f}" for v in result["random"]), "", style="dim")
+    return table
