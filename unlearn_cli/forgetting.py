@@ -1,28 +1,52 @@
-"""The forget workflow: requests -> method plugin -> verified, atomically written checkpoint.
+"""The forget workflow: requests -> method plugin -> verified, atomically published checkpoint + ledger line.
 
 Commands call ``forget``; it holds the order of operations that every method
-shares (validation, before/after metrics, lineage, atomic publish) so methods
-only compute new weights.
+shares, so methods only compute new weights:
+
+1. cheap checks before anything is locked or written: method and options,
+   output and ledger folders, request files (or the queue folder);
+2. the locks on the output, the ledger and the queue (``ops.locking``); under
+   them: leftovers of an interrupted run are finished or removed
+   (``ops.ledger`` journal, stale temp files), the ledger is read;
+3. the checkpoint and its data set; the requested IDs are checked against the
+   train split; IDs the ledger shows were already removed on the way to this
+   checkpoint are skipped (and kept out of the retain rows);
+4. before metrics, the method, non-finite and the method's own check, after
+   metrics;
+5. publish, in this order, each step durable before the next: sidecars, the
+   checkpoint to a temp file (fsynced, loaded back, finite), the journal, the
+   rename, the ledger line, then request files leave the queue.
+
+A run killed at any instant leaves every previous file valid; the next run
+completes or discards what the killed one left (see ``ops.ledger``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import hashlib
+import os
+import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
-import torch
+from typing import Any, Callable, Sequence
 
 from . import __version__
-from .data.ids import check_known, id_set_digest, read_requests
+from .data.ids import Request, check_known, id_digest, id_set_digest, parse_ids, read_ids
 from .errors import BadInput, GateFailed
-from .methods.base import Outcome, Request, config_dict, parse_config, parse_sets
+from .methods.base import Outcome, config_dict, parse_config, parse_sets
+from .methods.base import Request as MethodRequest
 from .methods.registry import get as get_method
-from .models.checkpoint import Checkpoint, save_checkpoint
-from .models.sidecar import save_sidecar, sidecar_path
-from .workflow import dataset_for, evaluate_rows, load_predictor, utc_now
+from .ops import queue as queue_ops
+from .ops.faults import crash_point
+from .ops.ledger import (
+    LEDGER_FORMAT, append_line, clear_journal, default_ledger, journal_path, read_ledger, recover_journal,
+    write_journal,
+)
+from .ops.locking import hold_locks, lock_path_for
 
 HOW_TO_TRAIN = {
     "sisa": "train one with: unlearn train MANIFEST --sisa-shards 5 --sisa-slices 4 --out CKPT",
@@ -42,6 +66,10 @@ class ForgetJob:
     ignore_unknown: bool = False
     device: Any = "cpu"
     seed: int | None = None
+    queue: Path | None = None        # take every *.txt in this folder; move them to done/ or failed/
+    ledger: Path | None = None       # default: unlearn-ledger.jsonl beside the output
+    in_place: bool = False           # replace the input checkpoint (atomically)
+    wait: float = 0.0                # seconds to wait for another run's lock before exit 4
 
 
 def default_output(checkpoint: Path) -> Path:
@@ -71,7 +99,7 @@ def load_config_values(config_file: Path | None, sets: list[str]) -> dict[str, A
     return values
 
 
-def check_requirement(method: Any, ckpt: Checkpoint) -> None:
+def check_requirement(method: Any, ckpt: Any) -> None:
     need = method.requires
     if need == "plain":
         return
@@ -83,99 +111,491 @@ def check_requirement(method: Any, ckpt: Checkpoint) -> None:
                        f"{ckpt.path.name} has no update log; {HOW_TO_TRAIN['update-log']}")
 
 
-def split_metrics(predict: Callable, dataset: Any, rows: dict[str, np.ndarray], device: Any) -> dict[str, Any]:
+def split_metrics(predict: Callable, dataset: Any, rows: dict[str, Any], device: Any) -> dict[str, Any]:
+    from .workflow import evaluate_rows
+
     return {name: evaluate_rows(predict, dataset, idx, device) for name, idx in rows.items()}
 
 
-def forget(job: ForgetJob, *, warn: Callable[[str], None], timings: dict[str, float],
-           progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Run one forget job; returns the report fields (inputs, outputs, config, metrics)."""
-    from .models.checkpoint import load_checkpoint
+# -- requests ----------------------------------------------------------------
 
-    t0 = time.perf_counter()
-    ckpt = load_checkpoint(job.checkpoint)
-    dataset = dataset_for(ckpt, job.data)
-    method = get_method(job.method)
-    check_requirement(method, ckpt)
-    config = parse_config(method.Config, load_config_values(job.config_file, job.sets), job.method)
-    request = read_requests(job.requests)
-    if request.duplicates:
-        warn(f"{len(request.duplicates)} duplicate IDs in the request were collapsed")
-    known, skipped = check_known(request.ids, dataset.train_ids, dataset.test_ids, job.ignore_unknown)
-    if skipped:
-        warn(f"skipped {len(skipped)} IDs not in the train split (--ignore-unknown)")
-    out = Path(job.out) if job.out is not None else default_output(Path(job.checkpoint))
-    if out.resolve() == Path(job.checkpoint).resolve():
-        raise BadInput(f"{out}: refusing to overwrite the input checkpoint (choose another --out)")
+@dataclass
+class RequestFile:
+    """One request file of a run: what the ledger says about it."""
+
+    file: str
+    sha256: str | None
+    ids: int = 0
+
+
+@dataclass
+class Requests:
+    """The requests of one run, merged, plus the queue files refused."""
+
+    request: Request | None                  # merged; None when no file was accepted
+    files: list[RequestFile]
+    rejected: list[tuple[Any, str]] = field(default_factory=list)   # (QueuedFile, reason)
+    accepted: list[Any] = field(default_factory=list)               # QueuedFile, queue mode only
+
+
+def merge_requests(parts: Sequence[Request]) -> Request:
+    """Several parsed request files as one (same rules as data.ids.read_requests)."""
+    seen: dict[str, None] = {}
+    repeated: dict[str, None] = {}
+    for part in parts:
+        for record_id in part.duplicates:
+            repeated.setdefault(record_id, None)
+        for record_id in part.ids:
+            if record_id in seen:
+                repeated.setdefault(record_id, None)
+            seen.setdefault(record_id, None)
+    if len(parts) == 1:
+        sha = parts[0].sha256
+    else:
+        sha = hashlib.sha256("".join(p.sha256 for p in parts).encode("ascii")).hexdigest()
+    return Request(ids=tuple(seen), duplicates=tuple(repeated), source=", ".join(p.source for p in parts),
+                   sha256=sha)
+
+
+def read_request_files(paths: Sequence[str]) -> Requests:
+    """Positional request files: any bad one fails the whole run (nothing written)."""
+    if not paths:
+        raise BadInput("no request files given (pass IDS files, '-' for stdin, or --queue DIR)")
+    if sum(os.fsdecode(p) == "-" for p in paths) > 1:
+        raise BadInput("'-' (standard input) can be given only once")
+    parts = [read_ids(p) for p in paths]
+    files = [RequestFile(p.source, p.sha256, len(p.ids)) for p in parts]
+    return Requests(merge_requests(parts), files)
+
+
+def screen_queue(items: Sequence[Any], dataset: Any, ignore_unknown: bool) -> Requests:
+    """Queue files one by one: a bad file is refused on its own, the others go ahead."""
+    train, test = set(dataset.train_ids), set(dataset.test_ids)
+    parts, files, accepted, rejected = [], [], [], []
+    for item in items:
+        if item.raw is None:
+            rejected.append((item, f"{item.path}: cannot read the request file"))
+            continue
+        try:
+            part = parse_ids(item.raw, str(item.path))
+            check_known(part.ids, train, test, ignore_unknown)
+        except BadInput as exc:
+            rejected.append((item, str(exc)))
+            continue
+        parts.append(part)
+        files.append(RequestFile(item.name, item.sha256, len(part.ids)))
+        accepted.append(item)
+    return Requests(merge_requests(parts) if parts else None, files, rejected, accepted)
+
+
+# -- paths, locks, leftovers ----------------------------------------------------
+
+@dataclass
+class Targets:
+    out: Path
+    ledger: Path
+    queue: Path | None
+
+    def locks(self) -> list[Path]:
+        found = [lock_path_for(self.out), lock_path_for(self.ledger)]
+        if self.queue is not None:
+            found.append(self.queue / queue_ops.LOCK_NAME)
+        return found
+
+
+def plan_targets(job: ForgetJob) -> Targets:
+    """Where the run writes; every problem here is found before anything is written."""
+    checkpoint = Path(job.checkpoint)
+    if job.in_place:
+        if job.out is not None and Path(job.out).resolve() != checkpoint.resolve():
+            raise BadInput("--in-place replaces the input checkpoint; it cannot be combined with --out")
+        out = checkpoint
+    else:
+        out = Path(job.out) if job.out is not None else default_output(checkpoint)
+        if out.resolve() == checkpoint.resolve():
+            raise BadInput(f"{out}: refusing to overwrite the input checkpoint (choose another --out, "
+                           "or pass --in-place)")
     if not out.parent.is_dir():
         raise BadInput(f"{out}: output directory '{out.parent}' does not exist")
-    forget_rows = np.sort(dataset.index_of(known))
+    if out.is_dir():
+        raise BadInput(f"{out}: is a directory, not a checkpoint file")
+    ledger = Path(job.ledger) if job.ledger is not None else default_ledger(out)
+    if not ledger.parent.is_dir():
+        raise BadInput(f"--ledger {ledger}: directory '{ledger.parent}' does not exist")
+    if ledger.is_dir():
+        raise BadInput(f"--ledger {ledger}: is a directory, not a file")
+    if ledger.resolve() in (out.resolve(), checkpoint.resolve()):
+        raise BadInput(f"--ledger {ledger}: is the checkpoint itself; choose another file")
+    queue = queue_ops.check_queue(job.queue) if job.queue is not None else None
+    return Targets(out, ledger, queue)
+
+
+def _remove_stale_temps(*targets: Path) -> None:
+    """Temp files of a run that was killed (we hold the lock: nobody else writes these names)."""
+    for target in targets:
+        for name in glob.glob(os.path.join(glob.escape(str(target.parent)), f".{glob.escape(target.name)}.*.tmp")):
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+
+
+def _sha_or_none(path: Path) -> str | None:
+    from .models.checkpoint import file_sha256
+
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
+
+
+def choose_base(job: ForgetJob, targets: Targets, warn: Callable[[str], None]) -> Path:
+    """The checkpoint to start from.
+
+    With ``--queue`` and a separate output that already descends from the
+    input (an earlier run of this queue made it), the run continues from that
+    output: starting again from the input would drop the removals it holds.
+    """
+    from .models.checkpoint import read_header_meta
+
+    checkpoint = Path(job.checkpoint)
+    out = targets.out
+    if job.in_place or targets.queue is None or not out.exists():
+        return checkpoint
+    try:
+        header = read_header_meta(out)
+    except BadInput as exc:
+        raise BadInput(f"the existing output is unreadable ({exc}); move it away, or run the queue "
+                       "with --in-place on the checkpoint that holds the removals") from None
+    input_sha = _sha_or_none(checkpoint)
+    lineage = header["meta"].get("lineage") or []
+    if input_sha is not None and any(e.get("parent_sha256") == input_sha for e in lineage):
+        warn(f"continuing from {out}: it already holds earlier removals from {checkpoint.name}")
+        return out
+    return checkpoint
+
+
+# -- the workflow ---------------------------------------------------------------
+
+def forget(job: ForgetJob, *, warn: Callable[[str], None], timings: dict[str, float],
+           progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Run one forget job; returns the report fields (status, inputs, outputs, config, metrics)."""
+    t0 = time.perf_counter()
+    method = get_method(job.method)
+    config = parse_config(method.Config, load_config_values(job.config_file, job.sets), job.method)
+    targets = plan_targets(job)
+    if targets.queue is not None and job.requests:
+        raise BadInput("give request files or --queue DIR, not both")
+    requests = read_request_files(job.requests) if targets.queue is None else None
+
+    with hold_locks(targets.locks(), job.wait, what=str(targets.out), warn=warn):
+        crash_point("locked")
+        _remove_stale_temps(targets.out, journal_path(targets.ledger))
+        recover_journal(targets.ledger, _sha_or_none, warn)
+        ledger = read_ledger(targets.ledger, warn)
+        return _forget_locked(job, method, config, targets, requests, ledger,
+                              warn=warn, timings=timings, progress=progress, t0=t0)
+
+
+def _forget_locked(job: ForgetJob, method: Any, config: Any, targets: Targets, requests: Requests | None,
+                   ledger: Any, *, warn, timings, progress, t0: float) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from .models.checkpoint import load_checkpoint
+    from .workflow import dataset_for, load_predictor
+
+    base = choose_base(job, targets, warn)
+    ckpt = load_checkpoint(base)
+    dataset = dataset_for(ckpt, job.data)
+    recorded_sha = ckpt.dataset.get("data_sha256")
+    if recorded_sha and recorded_sha != dataset.data_sha256:
+        warn(f"the data file of {dataset.manifest_path.name} differs from the one {base.name} was trained on "
+             "(same train IDs); removal goes by ID")
+    check_requirement(method, ckpt)
+    if requests is None:  # queue mode: each file screened on its own
+        requests = screen_queue(queue_ops.list_queue(targets.queue), dataset, job.ignore_unknown)
+        for item, reason in requests.rejected:
+            warn(f"refused request file {item.name}: {reason}")
+    request = requests.request
+    known: list[str] = []
+    skipped: list[str] = []
+    if request is not None:
+        if request.duplicates:
+            warn(f"{len(request.duplicates)} duplicate IDs in the request were collapsed")
+        known, skipped = check_known(request.ids, dataset.train_ids, dataset.test_ids,
+                                     job.ignore_unknown or targets.queue is not None)
+        if skipped:
+            warn(f"skipped {len(skipped)} IDs not in the train split (--ignore-unknown)")
+
+    previously = ledger.removed_on_the_way_to(ckpt.sha256, ckpt.lineage)
+    unrecorded = ledger.unrecorded_steps(ckpt.sha256, ckpt.lineage)
+    if unrecorded:
+        warn(f"{unrecorded} earlier removal(s) in the lineage of {base.name} are not in ledger "
+             f"{targets.ledger}; their records cannot be recognised as already removed")
+    new = [i for i in known if id_digest(i) not in previously]
+    already = len(known) - len(new)
+    if already:
+        warn(f"{already} requested IDs were already removed from {base.name} (per the ledger); skipped")
+    seed = int(job.seed if job.seed is not None else ckpt.training.get("seed", 0))
+    run = _RunFacts(job=job, method_config=config, seed=seed, targets=targets, base=base, ckpt=ckpt,
+                    dataset=dataset, requests=requests, known=known, new=new, skipped=skipped, already=already)
+    timings["load_s"] = time.perf_counter() - t0
+
+    if not new:
+        return _finish_without_change(run, warn)
+
+    train_rows = dataset.train_indices()
+    forget_rows = np.sort(dataset.index_of(new))
     retain_mask = dataset.train.copy()
     retain_mask[forget_rows] = False
+    if previously:  # records removed by earlier runs must not be learned from again
+        gone = [row for row, rid in zip(train_rows, dataset.train_ids) if id_digest(rid) in previously]
+        retain_mask[np.asarray(gone, dtype=np.int64)] = False
     retain_rows = np.flatnonzero(retain_mask)
     if len(retain_rows) == 0:
         raise BadInput("the request removes every training record; nothing would remain to learn from")
-    seed = int(job.seed if job.seed is not None else ckpt.training.get("seed", 0))
-    timings["load_s"] = time.perf_counter() - t0
 
     splits = {"test": dataset.test_indices(), "retain": retain_rows, "forget": forget_rows}
-    t0 = time.perf_counter()
+    t1 = time.perf_counter()
     before = split_metrics(load_predictor(ckpt, job.device), dataset, splits, job.device)
-    timings["evaluate_before_s"] = time.perf_counter() - t0
+    timings["evaluate_before_s"] = time.perf_counter() - t1
 
-    t0 = time.perf_counter()
-    method_request = Request(checkpoint=ckpt, dataset=dataset, forget_rows=forget_rows, retain_rows=retain_rows,
-                             device=job.device, seed=seed, progress=progress or (lambda *a: None), warn=warn)
+    t1 = time.perf_counter()
+    method_request = MethodRequest(checkpoint=ckpt, dataset=dataset, forget_rows=forget_rows,
+                                   retain_rows=retain_rows, device=job.device, seed=seed,
+                                   progress=progress or (lambda *a: None), warn=warn)
     outcome: Outcome = method.forget(method_request, config)
-    timings["method_s"] = time.perf_counter() - t0
+    timings["method_s"] = time.perf_counter() - t1
     for name, value in outcome.timings.items():
         if name != "method_s":
             timings[f"method.{name}"] = value
+    crash_point("method-done")
 
-    bad = [k for k, v in outcome.state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = [k for k, v in outcome.state.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise BadInput(f"method '{job.method}' produced non-finite weights (tensor '{bad[0]}'); nothing was written")
-    meta = _child_meta(ckpt, job.method, config, known, request.sha256, outcome)
-    new_ckpt = Checkpoint(outcome.state, meta, out, None)
-    t0 = time.perf_counter()
+    meta = _child_meta(ckpt, dataset, targets.out, job.method, config, new, request.sha256, outcome)
+    from .models.checkpoint import Checkpoint
+
+    new_ckpt = Checkpoint(outcome.state, meta, targets.out, None)
+    t1 = time.perf_counter()
     after = split_metrics(load_predictor(new_ckpt, job.device), dataset, splits, job.device)
-    timings["evaluate_after_s"] = time.perf_counter() - t0
+    timings["evaluate_after_s"] = time.perf_counter() - t1
     reason = method.check(method_request, config, outcome)
     if reason:
         raise GateFailed(f"method '{job.method}' refused its own result: {reason}")
 
-    t0 = time.perf_counter()
-    digest = save_checkpoint(out, outcome.state, meta)
-    outputs = {"checkpoint": {"path": str(out), "sha256": digest}}
-    for name, tensors in outcome.sidecars.items():
-        path = sidecar_path(out, digest, name)
-        outputs[f"sidecar.{name}"] = {"path": str(path), "sha256": save_sidecar(path, tensors, {"checkpoint": digest})}
-    timings["write_s"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    outputs, entry = _publish(run, outcome, meta, before, after)
+    timings["write_s"] = time.perf_counter() - t1
+    queue_report = _settle_queue(run, warn)
+    return _fields(run, "ok", outputs, entry, queue_report, metrics={
+        "before": before,
+        "after": after,
+        "requested": len(request.ids),
+        "forgotten": len(new),
+        "already_removed": already,
+        "skipped_unknown": len(skipped),
+        "method": outcome.metrics,
+    })
+
+
+@dataclass
+class _RunFacts:
+    """What the later steps of one run need to know (kept together to keep signatures short)."""
+
+    job: ForgetJob
+    method_config: Any
+    seed: int
+    targets: Targets
+    base: Path
+    ckpt: Any
+    dataset: Any
+    requests: Requests
+    known: list[str]
+    new: list[str]
+    skipped: list[str]
+    already: int
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def _short(split_metrics_: dict[str, Any]) -> dict[str, Any]:
+    keep = ("n", "accuracy", "loss")
+    return {split: {k: v for k, v in values.items() if k in keep} for split, values in split_metrics_.items()}
+
+
+def _ledger_entry(run: _RunFacts, status: str, output: dict[str, Any],
+                  metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    from .ops.ledger import removed_digests
+    from .workflow import utc_now
+
+    request = run.requests.request
     return {
-        "inputs": {
-            "checkpoint": {"path": str(job.checkpoint), "sha256": ckpt.sha256},
-            "data": {"path": str(dataset.manifest_path), "sha256": dataset.data_sha256},
-            "requests": {"path": request.source, "sha256": request.sha256},
+        "ledger": LEDGER_FORMAT,
+        "run_id": run.run_id,
+        "time": utc_now(),
+        "tool_version": __version__,
+        "command": "forget",
+        "status": status,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "method": run.job.method,
+        "config": config_dict(run.method_config),
+        "seed": run.seed,
+        "requests": [{"file": f.file, "sha256": f.sha256, "ids": f.ids} for f in run.requests.files],
+        "rejected": [{"file": item.name, "sha256": item.sha256, "reason": " ".join(reason.split())}
+                     for item, reason in run.requests.rejected],
+        "ids": {
+            "requested": len(request.ids) if request is not None else 0,
+            "removed": len(run.new),
+            "already_removed": run.already,
+            "unknown_skipped": len(run.skipped),
         },
-        "outputs": outputs,
-        "config": {"method": job.method, "options": config_dict(config), "seed": seed,
-                   "device": str(job.device)},
-        "metrics": {
-            "before": before,
-            "after": after,
-            "requested": len(request.ids),
-            "forgotten": len(known),
-            "skipped_unknown": len(skipped),
-            "method": outcome.metrics,
-        },
+        "removed_id_sha256": removed_digests(run.new),
+        "removed_ids_digest": id_set_digest(run.new) if run.new else None,
+        "input": {"path": os.path.abspath(run.base), "sha256": run.ckpt.sha256},
+        "output": output,
+        "metrics": metrics or {},
     }
 
 
-def _child_meta(ckpt: Checkpoint, method: str, config: Any, ids: list[str], request_sha: str,
+def _publish(run: _RunFacts, outcome: Outcome, meta: dict[str, Any], before: dict[str, Any],
+             after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sidecars, checkpoint (temp, verified), journal, rename, ledger line: in that order."""
+    from .models.checkpoint import checkpoint_bytes, verify_file
+    from .models.sidecar import save_sidecar, sidecar_path
+    from .ops.atomic import write_bytes
+
+    out, ledger = run.targets.out, run.targets.ledger
+    data = checkpoint_bytes(outcome.state, meta)
+    digest = hashlib.sha256(data).hexdigest()
+    outputs: dict[str, Any] = {"checkpoint": {"path": str(out), "sha256": digest}}
+    entry = _ledger_entry(run, "ok", {"path": os.path.abspath(out), "sha256": digest},
+                          {"before": _short(before), "after": _short(after)})
+    new_sidecars: list[Path] = []
+
+    def verify_then_journal(tmp: Path) -> None:
+        verify_file(tmp)               # loads back, every weight finite
+        crash_point("verified")
+        write_journal(ledger, entry, out)
+        crash_point("journaled")
+
+    try:
+        # Sidecars are named after the new checkpoint's sha256, so they can go first:
+        # until the checkpoint is published nothing refers to them.
+        for name, tensors in outcome.sidecars.items():
+            path = sidecar_path(out, digest, name)
+            if not path.exists():
+                new_sidecars.append(path)
+            outputs[f"sidecar.{name}"] = {"path": str(path),
+                                          "sha256": save_sidecar(path, tensors, {"checkpoint": digest})}
+        write_bytes(out, data, verify=verify_then_journal)
+    except BaseException:
+        clear_journal(ledger)
+        for path in new_sidecars:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
+    crash_point("published")
+    try:
+        append_line(ledger, entry)
+    except OSError as exc:
+        raise BadInput(f"{ledger}: cannot append the ledger line ({exc.strerror or exc}); {out} was published "
+                       f"and its line is kept in {journal_path(ledger)} for the next run to append") from None
+    crash_point("ledgered")
+    clear_journal(ledger)
+    outputs["ledger"] = {"path": str(ledger), "sha256": _sha_or_none(ledger), "run_id": run.run_id}
+    return outputs, entry
+
+
+def _finish_without_change(run: _RunFacts, warn: Callable[[str], None]) -> dict[str, Any]:
+    """Nothing new to remove: record that in the ledger, settle the queue, change no checkpoint."""
+    status = "failed" if (run.requests.request is None and run.requests.rejected) else "nothing-to-do"
+    unchanged = {"path": os.path.abspath(run.base), "sha256": run.ckpt.sha256}
+    entry = _ledger_entry(run, status, unchanged)
+    ledger = run.targets.ledger
+    try:
+        append_line(ledger, entry)
+    except OSError as exc:
+        raise BadInput(f"{ledger}: cannot append the ledger line ({exc.strerror or exc})") from None
+    crash_point("ledgered")
+    queue_report = _settle_queue(run, warn)
+    outputs = {"ledger": {"path": str(ledger), "sha256": _sha_or_none(ledger), "run_id": run.run_id}}
+    request = run.requests.request
+    return _fields(run, status, outputs, entry, queue_report, metrics={
+        "requested": len(request.ids) if request is not None else 0,
+        "forgotten": 0,
+        "already_removed": run.already,
+        "skipped_unknown": len(run.skipped),
+    })
+
+
+def _settle_queue(run: _RunFacts, warn: Callable[[str], None]) -> dict[str, Any] | None:
+    """Move queue files out only now that the checkpoint and ledger line are durable."""
+    directory = run.targets.queue
+    if directory is None:
+        return None
+    done, failed, left = [], [], []
+    for item in run.requests.accepted:
+        moved = queue_ops.settle(directory, item, queue_ops.DONE)
+        crash_point("moved-one")
+        if moved is None:
+            left.append(item.name)
+            warn(f"{item.name} changed while it was processed; left in the queue for the next run")
+        else:
+            done.append(str(moved))
+    for item, reason in run.requests.rejected:
+        moved = queue_ops.settle(directory, item, queue_ops.FAILED, reason)
+        if moved is None:
+            left.append(item.name)
+        else:
+            failed.append({"file": str(moved), "reason": " ".join(reason.split())})
+    return {"dir": str(directory), "done": done, "failed": failed, "left": left}
+
+
+def _fields(run: _RunFacts, status: str, outputs: dict[str, Any], entry: dict[str, Any],
+            queue_report: dict[str, Any] | None, metrics: dict[str, Any]) -> dict[str, Any]:
+    request = run.requests.request
+    requests_input: dict[str, Any] = {
+        "path": request.source if request is not None else "",
+        "sha256": request.sha256 if request is not None else None,
+        "files": [{"file": f.file, "sha256": f.sha256, "ids": f.ids} for f in run.requests.files],
+    }
+    checkpoint = Path(run.job.checkpoint)
+    continued = run.base != checkpoint  # --queue continuing from its own earlier output
+    inputs = {
+        "checkpoint": {"path": str(checkpoint),
+                       "sha256": _sha_or_none(checkpoint) if continued else run.ckpt.sha256},
+        "data": {"path": str(run.dataset.manifest_path), "sha256": run.dataset.data_sha256},
+        "requests": requests_input,
+    }
+    if continued:
+        inputs["base"] = {"path": str(run.base), "sha256": run.ckpt.sha256}
+    fields: dict[str, Any] = {
+        "status": status,
+        "inputs": inputs,
+        "outputs": outputs,
+        "config": {"method": run.job.method, "options": config_dict(run.method_config), "seed": run.seed,
+                   "device": str(run.job.device), "in_place": run.job.in_place},
+        "metrics": metrics,
+        "ledger": {"path": str(run.targets.ledger), "run_id": run.run_id, "status": entry["status"]},
+    }
+    if queue_report is not None:
+        fields["queue"] = queue_report
+    return fields
+
+
+def _child_meta(ckpt: Any, dataset: Any, out: Path, method: str, config: Any, ids: list[str], request_sha: str,
                 outcome: Outcome) -> dict[str, Any]:
     """The new checkpoint's metadata: the parent's plus one lineage entry (no raw IDs)."""
+    from .models.checkpoint import relative_manifest
+    from .workflow import utc_now
+
     meta = {k: v for k, v in ckpt.meta.items() if k not in ("metrics",)}
     meta.update(outcome.meta_updates)
+    if isinstance(meta.get("dataset"), dict) and meta["dataset"].get("manifest") is not None:
+        # The manifest path is stored relative to the checkpoint: re-anchor it at the output's folder.
+        meta["dataset"] = {**meta["dataset"], "manifest": relative_manifest(dataset.manifest_path, out)}
     meta["lineage"] = list(ckpt.meta.get("lineage", [])) + [{
         "method": method,
         "config": config_dict(config),
