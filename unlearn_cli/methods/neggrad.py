@@ -1,0 +1,94 @@
+"""NegGrad+: gradient ascent on the forget records plus descent on the remaining ones.
+
+The NegGrad+ baseline of Kurmanji, Triantafillou, Hayes, Triantafillou
+("Towards Unbounded Machine Unlearning", NeurIPS 2023): each step takes a batch
+of remaining records and the next batch of forget records (cycled) and
+minimises ``alpha * CE(retain) - (1 - alpha) * CE(forget)``. Plain NegGrad
+(``alpha = 0``, ascent alone) has nothing holding the model together and
+usually collapses, which is why the "+" version is the one users expect.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ..errors import BadInput
+from ._shared import non_negative, opt, positive
+from .base import Method, Outcome, Request
+
+
+@dataclass
+class NegGradConfig:
+    alpha: float = opt(0.95, "weight of the retain loss; 1 - alpha weighs the ascent on the forget loss (NegGrad+: 0.95)")
+    lr: float = opt(0.01, "SGD learning rate (NegGrad+ settings: 0.01)")
+    epochs: int = opt(10, "passes over the remaining records (NegGrad+ settings: 10)")
+    batch_size: int = opt(256, "batch size of both streams (NegGrad+ settings: 256)")
+    momentum: float = opt(0.9, "SGD momentum (NegGrad+ settings: 0.9)")
+    weight_decay: float = opt(0.0, "SGD weight decay (NegGrad+ settings: 0)")
+
+    def validate(self) -> None:
+        if not 0 <= self.alpha <= 1:
+            raise BadInput(f"option 'alpha' must be in [0, 1], got {self.alpha}")
+        positive("lr", self.lr)
+        positive("epochs", self.epochs)
+        positive("batch_size", self.batch_size)
+        non_negative("weight_decay", self.weight_decay)
+        if not 0 <= self.momentum < 1:
+            raise BadInput(f"option 'momentum' must be in [0, 1), got {self.momentum}")
+
+
+class NegGrad(Method):
+    name = "neggrad"
+    summary = "gradient ascent on the forget records plus descent on the remaining ones (NegGrad+, Kurmanji et al. 2023)"
+    details = (
+        "NegGrad+ baseline: every step pairs a batch of remaining records with the next batch of forget "
+        "records (cycled) and minimises alpha * CE(retain) - (1 - alpha) * CE(forget); SGD lr 0.01, momentum "
+        "0.9, 10 passes over the remaining records, batch 256, alpha 0.95 (the settings of the NegGrad+ "
+        "baseline as published with SCRUB). Cheap and common, but uncalibrated: ascent has no natural stopping "
+        "point, so forget accuracy can fall far below retrain's, and large lr or small alpha diverge (a run "
+        "with non-finite weights is refused and nothing is written)."
+    )
+    requires = "plain"
+    Config = NegGradConfig
+
+    def forget(self, request: Request, config: NegGradConfig) -> Outcome:
+        import torch
+        from torch.nn import functional as F
+
+        from ..training import batch_schedule, train_model
+        from ._shared import load_model, progress_hook, recipe_for, rows_xy, sgd, single_model, snapshot, stale_log
+
+        single_model(request, self.name)
+        t0 = time.perf_counter()
+        model = load_model(request)
+        xf, yf = rows_xy(request, request.forget_rows)
+        xr, yr = rows_xy(request, request.retain_rows)
+
+        def forget_batches():
+            # zip(retain, cycle(forget)): the forget stream restarts, reshuffled, whenever it runs out.
+            cycle = 0
+            while True:
+                for _, _, pos in batch_schedule(len(yf), config.batch_size, 1, int(request.seed) * 7919 + cycle):
+                    yield torch.from_numpy(pos).to(xf.device)
+                cycle += 1
+
+        stream = forget_batches()
+        ascent = []
+
+        def loss_fn(logits, targets, positions):
+            idx = next(stream)
+            forget_loss = F.cross_entropy(model(xf[idx]), yf[idx])
+            ascent.append(float(forget_loss.detach()))
+            return config.alpha * F.cross_entropy(logits, targets) - (1 - config.alpha) * forget_loss
+
+        optimizer = sgd(model.parameters(), config.lr, config.momentum, config.weight_decay)
+        recipe = recipe_for(config.epochs, config.batch_size, config.lr, request.seed,
+                            weight_decay=config.weight_decay, momentum=config.momentum)
+        train_model(model, xr, yr, recipe, device=request.device, optimizer=optimizer, loss_fn=loss_fn,
+                    progress=progress_hook(request, "neggrad"))
+        method_s = time.perf_counter() - t0
+        metrics = {"steps": len(ascent), "forget_loss_first_step": ascent[0] if ascent else None,
+                   "forget_loss_last_step": ascent[-1] if ascent else None}
+        return Outcome(state=snapshot(model), metrics=metrics, timings={"finetune_s": method_s, "method_s": method_s},
+                       meta_updates=stale_log(request.checkpoint))
