@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 from ..errors import BadInput
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     # Makes the rename itself durable; not every platform can open a directory.
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
@@ -61,7 +61,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         # mkstemp creates 0600 files; publish with the mode a plain open() would give.
         os.chmod(tmp, _publish_mode(target))
         os.replace(tmp, target)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import BadInput
+from .atomic import fsync_dir
 
 #: Version of the line layout, written in every line as ``"ledger"``.
 LEDGER_FORMAT = 1
@@ -130,15 +131,6 @@ def encode_line(entry: dict[str, Any]) -> bytes:
     return (json.dumps(entry, sort_keys=False, ensure_ascii=True, separators=(",", ":")) + "\n").encode("ascii")
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def append_line(path: str | os.PathLike, entry: dict[str, Any]) -> None:
     """Append one entry durably: a single write of the whole line, then fsync."""
     path = Path(path)
@@ -168,7 +160,7 @@ def append_line(path: str | os.PathLike, entry: dict[str, Any]) -> None:
     finally:
         os.close(fd)
     if created:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 # -- the write-ahead journal ------------------------------------------------
@@ -186,7 +178,7 @@ def clear_journal(ledger: str | os.PathLike) -> None:
     path = journal_path(ledger)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def recover_journal(ledger: str | os.PathLike, sha256_of: Callable[[Path], str | None],

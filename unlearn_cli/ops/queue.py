@@ -16,13 +16,13 @@ in DIR for the next run, which skips the IDs already applied.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInput
+from .atomic import fsync_dir
 
 DONE = "done"
 FAILED = "failed"
@@ -63,15 +63,6 @@ def list_queue(directory: Path) -> list[QueuedFile]:
     return found
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _free_name(folder: Path, name: str) -> Path:
     """``folder/name``, or ``name`` with ``.1``, ``.2``... before its suffix if taken."""
     target = folder / name
@@ -106,6 +97,6 @@ def settle(directory: Path, item: QueuedFile, outcome: str, reason: str | None =
 
         write_text(target.with_name(target.name + ".reason"), " ".join(reason.split()) + "\n")
     os.replace(item.path, target)
-    _fsync_dir(folder)
-    _fsync_dir(directory)
+    fsync_dir(folder)
+    fsync_dir(directory)
     return target
