@@ -9,6 +9,7 @@ the same thing for all of them.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -26,14 +27,15 @@ class Objective:
         return F.cross_entropy(logits, y, reduction="none")
 
 
-class Criterion:
+class Criterion(ABC):
     """C(theta) on a set of records; must be differentiable in the logits."""
 
     name = ""
     doc = ""
 
+    @abstractmethod
     def value(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The criterion over these records (a scalar tensor, differentiable in the logits)."""
 
 
 class CrossEntropy(Criterion):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -184,7 +185,7 @@ def dense_hessian(fmodel: FunctionalModel, x: torch.Tensor, y: torch.Tensor, col
 
 # -- solvers ---------------------------------------------------------------------
 
-class Solver:
+class Solver(ABC):
     """Applies (H + d I)^-1; ``state`` is what the sidecar cache stores."""
 
     name = ""
@@ -193,8 +194,9 @@ class Solver:
         self.settings = settings
         self.info: dict[str, Any] = {}
 
+    @abstractmethod
     def solve(self, b: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """(H + d I)^-1 b."""
 
     def state(self) -> dict[str, torch.Tensor]:
         return {}

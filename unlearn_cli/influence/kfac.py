@@ -105,24 +105,16 @@ def _sampled_losses(z: torch.Tensor, samples: int, gen: torch.Generator) -> list
     return out
 
 
-class KFACSolver(Solver):
-    name = "kfac"
+class LayerTaps:
+    """The model's Linear/Conv2d/BatchNorm layers, with hooks that capture their
+    inputs and the per-record gradients of each pseudo-loss at their outputs."""
 
-    def __init__(self, settings: CurvatureSettings, fmodel: FunctionalModel, x, y,
-                 eigen_correction: bool = True, cached: dict | None = None):
-        super().__init__(settings)
-        self.name = "ekfac" if eigen_correction else "kfac"
+    def __init__(self, fmodel: FunctionalModel, fisher_samples: int = 0, seed: int = 0):
         self.fmodel = fmodel
-        self.eigen_correction = eigen_correction
-        self.fisher_samples = settings.fisher_samples
-        self._gen = torch.Generator().manual_seed(settings.seed)
+        self.fisher_samples = fisher_samples
+        self._gen = torch.Generator().manual_seed(seed)
         self.layers = self._find_layers(fmodel)
-        if cached:
-            self._load(cached)
-        else:
-            self._fit(x)
 
-    # -- structure -----------------------------------------------------------
     @staticmethod
     def _find_layers(fmodel: FunctionalModel) -> list[_Layer]:
         slices, offset = {}, 0
@@ -147,7 +139,7 @@ class KFACSolver(Solver):
             )
         return layers
 
-    def _forward(self, xb: torch.Tensor) -> torch.Tensor:
+    def forward(self, xb: torch.Tensor) -> torch.Tensor:
         handles = []
         for layer in self.layers:
             def hook(module, inputs, output, layer=layer):
@@ -161,15 +153,33 @@ class KFACSolver(Solver):
             for h in handles:
                 h.remove()
 
-    def _class_grads(self, xb: torch.Tensor):
+    def class_grads(self, xb: torch.Tensor):
         """Yield per-layer output gradients of each pseudo-loss for a batch."""
-        z = self._forward(xb)
+        z = self.forward(xb)
         outputs = [layer.output for layer in self.layers]
-        samples = getattr(self, "fisher_samples", 0)
+        samples = self.fisher_samples
         losses = _sampled_losses(z, samples, self._gen) if samples else _pseudo_losses(z)
         for i, loss in enumerate(losses):
             grads = torch.autograd.grad(loss, outputs, retain_graph=i < len(losses) - 1)
             yield grads
+
+
+class KFACSolver(Solver):
+    name = "kfac"
+
+    def __init__(self, settings: CurvatureSettings, fmodel: FunctionalModel, x, y,
+                 eigen_correction: bool = True, cached: dict | None = None):
+        super().__init__(settings)
+        self.name = "ekfac" if eigen_correction else "kfac"
+        self.fmodel = fmodel
+        self.eigen_correction = eigen_correction
+        self.taps = LayerTaps(fmodel, settings.fisher_samples, settings.seed)
+        self._gen = self.taps._gen
+        self.layers = self.taps.layers
+        if cached:
+            self._load(cached)
+        else:
+            self._fit(x)
 
     # -- fitting -------------------------------------------------------------
     def _fit(self, x: torch.Tensor) -> None:
@@ -178,7 +188,7 @@ class KFACSolver(Solver):
             layer.A = layer.G = layer.D = None
         for sl in chunks(n, BATCH):
             xb = x[sl]
-            for grads in self._class_grads(xb):
+            for grads in self.taps.class_grads(xb):
                 for layer, g in zip(self.layers, grads):
                     if layer.kind == "bn":
                         d = (layer.bn_grads(g) ** 2).sum(0)
@@ -216,7 +226,7 @@ class KFACSolver(Solver):
         for sl in chunks(n, BATCH):
             xb = x[sl]
             acts = None
-            for grads in self._class_grads(xb):
+            for grads in self.taps.class_grads(xb):
                 if acts is None:
                     acts = {id(l): l.activations() @ l.UA for l in self.layers if l.kind != "bn"}
                 for layer, g in zip(self.layers, grads):
@@ -285,11 +295,9 @@ def pseudo_gradients(fmodel: FunctionalModel, xb: torch.Tensor) -> torch.Tensor:
     autograd (C backward passes) is far cheaper than vmap(jacrev) here.
     Raises BadInput when a parameter is not in a Linear/Conv2d/BatchNorm layer.
     """
-    taps = KFACSolver.__new__(KFACSolver)
-    taps.fmodel = fmodel
-    taps.layers = KFACSolver._find_layers(fmodel)
+    taps = LayerTaps(fmodel)
     rows = []
-    for grads in taps._class_grads(xb):
+    for grads in taps.class_grads(xb):
         parts = [None] * len(fmodel.params)
         order = {name: i for i, name in enumerate(fmodel.params)}
         for layer, g in zip(taps.layers, grads):

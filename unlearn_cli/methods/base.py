@@ -24,6 +24,7 @@ stays instant. Built-in methods register through the very same group.
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, get_type_hints
 
@@ -57,7 +58,7 @@ class Outcome:
     sidecars: dict[str, Any] = field(default_factory=dict)  # sidecar name -> state dict to write beside the output
 
 
-class Method:
+class Method(ABC):
     """Base class for methods; subclasses set the class attributes and ``forget``."""
 
     name: ClassVar[str] = ""
@@ -66,8 +67,9 @@ class Method:
     requires: ClassVar[str] = "plain"
     Config: ClassVar[type] = object
 
-    def forget(self, request: Request, config: Any) -> Outcome:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def forget(self, request: Request, config: Any) -> Outcome:
+        """New weights for the checkpoint with the request's records forgotten."""
 
     def check(self, request: Request, config: Any, outcome: Outcome) -> str | None:
         """The method's own sanity check on its result: a reason to refuse it, or None."""
