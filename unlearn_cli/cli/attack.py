@@ -101,8 +101,7 @@ def attack(
         metavar="shokri|loss|lira|forget-quality")] = "shokri",
     data: DataOpt = None,
     reference: Annotated[Optional[Path], typer.Option(
-        "--reference", help="Also attack this checkpoint (e.g. the retrained model), side by side.",
-        dir_okay=False)] = None,
+        "--reference", help="Also attack this checkpoint (e.g. the retrained model), side by side.",)] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help=_settings_help())] = None,
     max_member_rate: Annotated[Optional[float], typer.Option(
         "--max-member-rate", help="Gate: exit 3 if the forget-set member rate exceeds this.")] = None,

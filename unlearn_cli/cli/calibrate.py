@@ -34,7 +34,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .options import CheckpointArg, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from .options import (
+    CheckpointArg, DampingOpt, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt, SolverOpt,
+)
 from .output import command_run, fmt, key_values, show
 
 METRIC_ROWS = ("accuracy", "ece", "mce", "adaptive_ece", "classwise_ece", "nll", "brier")
@@ -50,12 +52,12 @@ def calibrate(
     checkpoint: CheckpointArg,
     data: DataOpt = None,
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", dir_okay=False, help="Calibrated checkpoint (default <stem>.calibrated.safetensors).")] = None,
+        "--out", "-o", help="Calibrated checkpoint (default <stem>.calibrated.safetensors).")] = None,
     baseline: Annotated[str, typer.Option(
         "--baseline", metavar="temperature|none",
         help="Also fit temperature scaling on the held-out records and report it side by side.")] = "temperature",
     plot: Annotated[Optional[Path], typer.Option(
-        "--plot", dir_okay=False, metavar="FILE.png",
+        "--plot", metavar="FILE.png",
         help="Write reliability diagrams before/after (needs matplotlib: the plots extra).")] = None,
     holdout: Annotated[float, typer.Option(
         "--holdout", help="Share of the train split held out to choose eta and fit the temperature.")] = 0.2,
@@ -63,10 +65,8 @@ def calibrate(
         "--top", "-k", help="Algorithm 3's k: low-influence records to sort (default 10% of the fitting records).")] = None,
     eta: Annotated[Optional[float], typer.Option(
         "--eta", help="Fixed projection rate instead of the held-out grid search.")] = None,
-    solver: Annotated[str, typer.Option(
-        "--solver", help="iHVP solver: auto (exact up to 5k parameters, else ekfac), exact, cg, lissa, kfac, ekfac.")] = "auto",
-    damping: Annotated[float, typer.Option(
-        "--damping", help="Added to the curvature diagonal (on top of the recipe's weight decay).")] = 1e-3,
+    solver: SolverOpt = "auto",
+    damping: DampingOpt = 1e-3,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,

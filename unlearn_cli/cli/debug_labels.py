@@ -31,7 +31,7 @@ from typing import Annotated, Any, List, Optional
 
 import typer
 
-from .options import DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from .options import DampingOpt, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt, SolverOpt
 from .output import command_run, fmt, key_values, show
 
 DEFAULT_TOP = 20
@@ -39,7 +39,7 @@ DEFAULT_TOP = 20
 
 def debug_labels(
     checkpoint: Annotated[Optional[Path], typer.Argument(
-        help="Checkpoint to debug (.safetensors); omit with --evaluate.", dir_okay=False)] = None,
+        help="Checkpoint to debug (.safetensors); omit with --evaluate.")] = None,
     data: DataOpt = None,
     top: Annotated[Optional[int], typer.Option(
         "--top", "-k", help=f"Records to show and write (default {DEFAULT_TOP}); also Algorithm 2's k. "
@@ -48,15 +48,13 @@ def debug_labels(
         "--ranker", "-r", metavar="puma|self-confidence|margin|grad-dot|influence",
         help="Ranking method (default puma). Repeatable with --evaluate (default: all).")] = None,
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", dir_okay=False, help="Write the top K ids (most suspicious first) to this ids file.")] = None,
+        "--out", "-o", help="Write the top K ids (most suspicious first) to this ids file.")] = None,
     criterion: Annotated[str, typer.Option(
         "--criterion", help="C for puma and grad-dot: accuracy (soft error, default), cross-entropy or ece.")] = "accuracy",
-    solver: Annotated[str, typer.Option(
-        "--solver", help="iHVP solver: auto (exact up to 5k parameters, else ekfac), exact, cg, lissa, kfac, ekfac.")] = "auto",
-    damping: Annotated[float, typer.Option(
-        "--damping", help="Added to the curvature diagonal (on top of the recipe's weight decay).")] = 1e-3,
+    solver: SolverOpt = "auto",
+    damping: DampingOpt = 1e-3,
     evaluate: Annotated[Optional[Path], typer.Option(
-        "--evaluate", metavar="MANIFEST", dir_okay=False,
+        "--evaluate", metavar="MANIFEST",
         help="Run the flipped-label evaluation protocol on this manifest instead of ranking a checkpoint.")] = None,
     flip_rate: Annotated[Optional[float], typer.Option(
         "--flip-rate", help="With --evaluate: share of train labels flipped to another class (default 0.1).")] = None,

@@ -26,8 +26,8 @@ from .output import command_run, key_values, show
 
 
 def mark(
-    manifest: Annotated[Path, typer.Argument(help="Dataset manifest (YAML).", dir_okay=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Ids file to write.", dir_okay=False)],
+    manifest: Annotated[Path, typer.Argument(help="Dataset manifest (YAML).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Ids file to write.")],
     strategy: Annotated[str, typer.Option("--strategy", help="cluster, random, class or ordered.",
                                           metavar="cluster|random|class|ordered")],
     label: Annotated[Optional[int], typer.Option("--label", help="Class to mark (class; restricts cluster/random).")] = None,
@@ -36,7 +36,7 @@ def mark(
     pick: Annotated[Optional[str], typer.Option(
         "--pick", help="Cluster to mark: smallest (the paper's, default), largest, median, or a rank (0 = smallest).")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(
-        "--checkpoint", help="Checkpoint whose recorded training order 'ordered' follows.", dir_okay=False)] = None,
+        "--checkpoint", help="Checkpoint whose recorded training order 'ordered' follows.")] = None,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,

@@ -22,3 +22,10 @@ DataOpt = Annotated[
     typer.Option("--data", help="Dataset manifest (default: the one recorded in the checkpoint)."),
 ]
 CheckpointArg = Annotated[Path, typer.Argument(help="A checkpoint written by unlearn (.safetensors).")]
+SolverOpt = Annotated[
+    str,
+    typer.Option("--solver", help="iHVP solver: auto (exact up to 5k parameters, else ekfac), exact, cg, lissa, kfac, ekfac."),
+]
+DampingOpt = Annotated[
+    float, typer.Option("--damping", help="Added to the curvature diagonal (on top of the recipe's weight decay).")
+]
