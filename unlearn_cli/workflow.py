@@ -5,7 +5,6 @@ fitting a new checkpoint. Commands call these; they hold no math themselves.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -69,13 +68,6 @@ def param_count(state: dict[str, torch.Tensor]) -> int:
     from .models.checkpoint import is_buffer_name
 
     return int(sum(t.numel() for k, t in state.items() if t.is_floating_point() and not is_buffer_name(k)))
-
-
-@dataclass
-class Fitted:
-    model: torch.nn.Module
-    meta: dict[str, Any]
-    losses: list[float]
 
 
 def arch_spec_for(dataset: Dataset, arch: str, hidden: list[int] | None, activation: str | None) -> dict[str, Any]:

@@ -26,15 +26,13 @@ needs enough damping). Solvers:
 from __future__ import annotations
 
 import math
-import time
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.func import functional_call, grad, jvp, vjp, vmap
+from torch.func import grad, jvp, vmap
 
 from ..errors import BadInput
 from .scores import FunctionalModel, chunks
@@ -341,6 +339,3 @@ def relative_residual(matvec: Callable[[torch.Tensor], torch.Tensor], solution: 
         return 0.0
     return float((matvec(solution) - b).norm()) / b_norm
 
-
-def settings_dict(settings: CurvatureSettings) -> dict[str, Any]:
-    return asdict(settings)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..training import pick_threads
+from ..workflow import tensors
 from ..models.sidecar import load_sidecar, save_sidecar, sidecar_path
 from .criteria import Criterion, Objective, get_criterion
 from .curvature import CurvatureSettings, Solver, build_solver, curvature_matvec, relative_residual
@@ -131,9 +132,7 @@ class InfluenceEngine:
 
     # -- helpers ---------------------------------------------------------------
     def rows(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(np.ascontiguousarray(self.dataset.x[idx])).to(self.device)
-        y = torch.from_numpy(np.ascontiguousarray(self.dataset.y[idx])).to(self.device)
-        return x, y
+        return tensors(self.dataset, idx, self.device)
 
     def sample(self, rows: np.ndarray, k: int, salt: int) -> np.ndarray:
         return _sample(rows, k, self.seed, salt)
