@@ -96,7 +96,8 @@ class InfluenceEngine:
             engine.v = cached[v_name].to(device)
             v_residual = float(cached.get(f"{v_name}.residual", torch.tensor(float("nan"))))
         else:
-            x_c, y_c = engine.rows(crit_rows)
+            same = crit_rows is train_rows and len(curvature_rows) == len(train_rows)
+            x_c, y_c = (x_cv, y_cv) if same else engine.rows(crit_rows)  # no second copy of the train split
             _, grad_c = criterion_grad(fmodel, crit, x_c, y_c)
             engine.v = engine.solver.solve(grad_c)
             v_residual = relative_residual(engine.residual_matvec(), engine.v, grad_c)
