@@ -127,3 +127,19 @@ def test_bad_puma_options_are_bad_input():
         parse_config(Puma.Config, {"eta": "-1"}, "puma")
     with pytest.raises(BadInput, match="solver"):
         parse_config(Puma.Config, {"solver": "magic"}, "puma")
+
+
+def test_forget_report_keeps_start_up_out_of_total(blobs_checkpoint, tmp_path):
+    """total_s is the command's own work; importing torch and the method is startup_s beside it."""
+    import json
+
+    from conftest import run_cli
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(dataset_for(load_checkpoint(blobs_checkpoint), None).train_ids[:5]) + "\n")
+    proc = run_cli("forget", blobs_checkpoint, ids, "--method", "puma", "--out", tmp_path / "out.safetensors",
+                   "--ledger", tmp_path / "ledger.jsonl", "--json", check=True)
+    t = json.loads(proc.stdout)["timings"]
+    phases = sum(t[k] for k in ("load_s", "evaluate_before_s", "method_s", "evaluate_after_s", "write_s"))
+    assert t["startup_s"] > 0
+    assert phases <= t["total_s"] < phases + t["startup_s"]

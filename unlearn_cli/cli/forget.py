@@ -71,9 +71,13 @@ def forget(
     """Remove the influence of the requested records; write a new checkpoint, a ledger line and a report."""
     refused: list = []
     with command_run("forget", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
-        from ..forgetting import ForgetJob
-        from ..forgetting import forget as run_forget
-        from ..training import resolve_device
+        with run.startup():  # torch and the method's modules, reported as startup_s
+            from ..forgetting import ForgetJob
+            from ..forgetting import forget as run_forget
+            from ..methods.registry import get as get_method
+            from ..training import resolve_device
+
+            get_method(method).preload()
 
         job = ForgetJob(
             checkpoint=checkpoint, requests=list(requests or []), method=method, data=data, out=out,

@@ -49,6 +49,7 @@ class Run:
         self.err = Console(stderr=True)
         self.out = Console(stderr=False)
         self._t0 = time.perf_counter()
+        self._startup = 0.0
         self.data: dict[str, Any] = {
             "command": command,
             "version": __version__,
@@ -74,6 +75,21 @@ class Run:
             yield
         finally:
             self.data["timings"][f"{name}_s"] = round(time.perf_counter() - t0, 6)
+
+    @contextmanager
+    def startup(self) -> Iterator[None]:
+        """Time one-off imports (torch, the method's modules) as ``startup_s``, outside ``total_s``.
+
+        ``total_s`` is the command's own work; the whole process is start-up
+        plus ``total_s`` plus the interpreter's own start.
+        """
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - t0
+            self._startup += elapsed
+            self.data["timings"]["startup_s"] = round(self._startup, 6)
 
     def warn(self, message: str) -> None:
         self.data.setdefault("warnings", []).append(message)
@@ -105,7 +121,7 @@ class Run:
 
     # -- finishing ----------------------------------------------------------
     def _final(self) -> dict[str, Any]:
-        self.data["timings"]["total_s"] = round(time.perf_counter() - self._t0, 6)
+        self.data["timings"]["total_s"] = round(time.perf_counter() - self._t0 - self._startup, 6)
         return _clean(self.data)
 
     def emit(self, report: dict[str, Any]) -> None:

@@ -92,6 +92,9 @@ def ggn_matvec(fmodel: FunctionalModel, x: torch.Tensor, y: torch.Tensor, v: tor
     J v comes from the double-backward trick (the vjp of a vjp is linear in its
     cotangent) with plain autograd: torch.func's transforms cost ~1.4 s of
     one-time set-up per process on a small CNN, more than the product itself.
+    Cotangents enter as ``(z * u).sum()`` rather than ``grad_outputs=``: torch
+    checks a ``grad_outputs`` tensor through its symbolic-shapes module, whose
+    first import (sympy) costs ~0.6 s per process.
     """
     params = {k: p.detach().requires_grad_(True) for k, p in fmodel.params.items()}
     plist = list(params.values())
@@ -101,11 +104,11 @@ def ggn_matvec(fmodel: FunctionalModel, x: torch.Tensor, y: torch.Tensor, v: tor
     for sl in chunks(n, chunk):
         z = fmodel(params, x[sl])
         u = torch.zeros_like(z, requires_grad=True)
-        jt_u = torch.autograd.grad(z, plist, grad_outputs=u, create_graph=True)
-        (jv,) = torch.autograd.grad(jt_u, u, grad_outputs=tangent)
+        jt_u = torch.autograd.grad((z * u).sum(), plist, create_graph=True)
+        (jv,) = torch.autograd.grad(sum((a * t).sum() for a, t in zip(jt_u, tangent)), u)
         p = torch.softmax(z.detach(), 1)
         w = p * jv - p * (p * jv).sum(1, keepdim=True)
-        g = torch.autograd.grad(z, plist, grad_outputs=w / n, allow_unused=True)
+        g = torch.autograd.grad((z * (w / n)).sum(), plist, allow_unused=True)
         out += torch.cat([(gi if gi is not None else torch.zeros_like(pi)).reshape(-1) for gi, pi in zip(g, plist)])
     return out
 

@@ -82,7 +82,8 @@ class InfluenceEngine:
         key = {**settings.key(fmodel.size), "train_ids_digest": dataset.train_id_digest(),
                "curvature_rows": len(curvature_rows)}
         cached = load_sidecar(path, key) if path is not None else None
-        x_cv, y_cv = engine.rows(curvature_rows)
+        # A cache hit needs no pass over the train split, so it is not even copied (cost follows the request).
+        x_cv, y_cv = (None, None) if cached is not None else engine.rows(curvature_rows)
 
         t0 = time.perf_counter()
         engine.solver = build_solver(settings, fmodel, x_cv, y_cv, cached=cached)
@@ -96,6 +97,8 @@ class InfluenceEngine:
             engine.v = cached[v_name].to(device)
             v_residual = float(cached.get(f"{v_name}.residual", torch.tensor(float("nan"))))
         else:
+            if x_cv is None:
+                x_cv, y_cv = engine.rows(curvature_rows)
             same = crit_rows is train_rows and len(curvature_rows) == len(train_rows)
             x_c, y_c = (x_cv, y_cv) if same else engine.rows(crit_rows)  # no second copy of the train split
             _, grad_c = criterion_grad(fmodel, crit, x_c, y_c)

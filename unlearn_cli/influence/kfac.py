@@ -42,7 +42,7 @@ class _Layer:
         self.output: torch.Tensor | None = None
 
     # -- per-record statistics --------------------------------------------------
-    def activations(self) -> torch.Tensor:
+    def activations(self, bias_column: bool = True) -> torch.Tensor:
         """Layer inputs as (n, T, in') (T = spatial positions; 1 for linear), with a ones column for bias."""
         a = self.inputs
         m = self.module
@@ -50,9 +50,28 @@ class _Layer:
             a = F.unfold(a, m.kernel_size, m.dilation, m.padding, m.stride).transpose(1, 2)
         else:
             a = a.reshape(a.shape[0], 1, -1)
-        if self.has_bias:
+        if self.has_bias and bias_column:
             a = torch.cat([a, torch.ones_like(a[..., :1])], 2)
         return a
+
+    def a_factor_sum(self) -> torch.Tensor:
+        """sum over records of (1/T) sum_t a_t a_t^T, with the bias row and column from sums (no ones copy)."""
+        a = self.activations(bias_column=False)
+        n, t, k = a.shape
+        flat = a.reshape(n * t, k)
+        aa = flat.T @ flat
+        if self.has_bias:
+            s = flat.sum(0)
+            aa = torch.cat([torch.cat([aa, s[:, None]], 1),
+                            torch.cat([s, s.new_tensor([float(n * t)])])[None]], 0)
+        return aa / t
+
+    def eigen_activations(self) -> torch.Tensor:
+        """activations() @ UA, with the ones column folded in as UA's last row."""
+        a = self.activations(bias_column=False)
+        if self.has_bias:
+            return a @ self.UA[:-1] + self.UA[-1]
+        return a @ self.UA
 
     @staticmethod
     def out_grads(g: torch.Tensor) -> torch.Tensor:
@@ -199,8 +218,7 @@ class KFACSolver(Solver):
                     layer.G = G if layer.G is None else layer.G + G
             for layer in self.layers:
                 if layer.kind != "bn":
-                    a = layer.activations()                      # (n, T, in')
-                    A = torch.einsum("nti,ntj->ij", a, a) / a.shape[1]
+                    A = layer.a_factor_sum()                     # (in', in')
                     layer.A = A if layer.A is None else layer.A + A
         for layer in self.layers:
             if layer.kind == "bn":
@@ -228,7 +246,7 @@ class KFACSolver(Solver):
             acts = None
             for grads in self.taps.class_grads(xb):
                 if acts is None:
-                    acts = {id(l): l.activations() @ l.UA for l in self.layers if l.kind != "bn"}
+                    acts = {id(l): l.eigen_activations() for l in self.layers if l.kind != "bn"}
                 for layer, g in zip(self.layers, grads):
                     if layer.kind == "bn":
                         continue

@@ -113,8 +113,8 @@ def puma_patch(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     (x_mk, y_mk), (x_up, y_up), (x_ck, y_ck) = forget, upweight, check
-    psi_mk = psi(fmodel, objective, x_mk, y_mk, v)
-    psi_up = psi(fmodel, objective, x_up, y_up, v)
+    both = psi(fmodel, objective, torch.cat([x_mk, x_up]), torch.cat([y_mk, y_up]), v)  # one jvp pass
+    psi_mk, psi_up = both[: len(y_mk)], both[len(y_mk):]
     timings["psi_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -144,8 +144,12 @@ def puma_patch(
     t0 = time.perf_counter()
     c0 = criterion_value(fmodel, criterion, fmodel.params, x_ck, y_ck)
 
-    def change(eta: float) -> float:
-        return criterion_value(fmodel, criterion, fmodel.shifted(eta * direction), x_ck, y_ck) - c0
+    seen: dict[float, float] = {}
+
+    def change(eta: float) -> float:  # memoised: the walk's last value is the chosen eta's
+        if eta not in seen:
+            seen[eta] = criterion_value(fmodel, criterion, fmodel.shifted(eta * direction), x_ck, y_ck) - c0
+        return seen[eta]
 
     if settings.eta is not None:
         eta, eta_info = float(settings.eta), {"delta": None, "delta_met": None}

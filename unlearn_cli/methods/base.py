@@ -71,6 +71,9 @@ class Method(ABC):
     def forget(self, request: Request, config: Any) -> Outcome:
         """New weights for the checkpoint with the request's records forgotten."""
 
+    def preload(self) -> None:
+        """Import the modules ``forget`` needs; ``forget`` times this as start-up, not as its own work."""
+
     def check(self, request: Request, config: Any, outcome: Outcome) -> str | None:
         """The method's own sanity check on its result: a reason to refuse it, or None."""
         return None

@@ -84,6 +84,9 @@ class Puma(Method):
     requires = "plain"
     Config = PumaConfig
 
+    def preload(self) -> None:
+        from ..influence import engine, patch  # noqa: F401
+
     def forget(self, request: Request, config: PumaConfig) -> Outcome:
         from ..influence.engine import InfluenceEngine
         from ..influence.patch import PatchSettings, puma_patch
