@@ -15,7 +15,8 @@ Each option set given with --config is run; default settings first.
 Usage:
     python benchmarks/puma_clusters.py
     python benchmarks/puma_clusters.py --datasets german-credit --config delta=0.05 --config damping=0.1
-Writes benchmarks/results/puma_clusters.{json,md}.
+    python benchmarks/puma_clusters.py --name puma_clusters_sweep --config damping=1.0,eta=0.002
+Writes benchmarks/results/<name>.{json,md} (default name: puma_clusters).
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def render(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", default="puma_clusters", help="results file stem in benchmarks/results/")
     parser.add_argument("--datasets", nargs="+", default=["breast-cancer", "german-credit", "mnist-5k"])
     parser.add_argument("--config", action="append", default=None,
                         help="comma-separated key=value PUMA options (repeatable); defaults always run first")
@@ -133,8 +135,8 @@ def main() -> None:
         for name in args.datasets:
             result["datasets"][name] = run_dataset(name, configs, Path(tmp))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "puma_clusters.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "puma_clusters.md").write_text(render(result))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{args.name}.md").write_text(render(result))
     print(render(result))
 
 

@@ -119,6 +119,7 @@ def attack(
 ) -> None:
     """Membership-inference attack on the requested records (forget), a retain sample and the test split."""
     with command_run("attack", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+        run.preload("torch")  # timed as startup_s, outside total_s
         import dataclasses
 
         from ..attacks.registry import get_attack, run_attack

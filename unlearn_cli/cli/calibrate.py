@@ -86,6 +86,7 @@ def calibrate(
     accuracy and the reliability table on the test split, before and after.
     """
     with command_run("calibrate", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+        run.preload("torch", "unlearn_cli.influence.engine")  # timed as startup_s, outside total_s
         from ..errors import BadInput
 
         if plot is not None:  # a missing extra must fail before any work

@@ -80,6 +80,7 @@ def debug_labels(
     5-50% of the data for each ranker, beside the optimal and random curves.
     """
     with command_run("debug-labels", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+        run.preload("torch", "unlearn_cli.influence.engine")  # timed as startup_s, outside total_s
         from ..diagnostics.labels import RANKERS, RankSettings, check_ranker
         from ..errors import BadInput
         from ..influence.criteria import get_criterion

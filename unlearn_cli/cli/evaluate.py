@@ -23,6 +23,7 @@ def evaluate(
 ) -> None:
     """Accuracy, loss and ECE (15 bins) per split."""
     with command_run("evaluate", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+        run.preload("torch")  # timed as startup_s, outside total_s
         from ..training import resolve_device
         from ..workflow import evaluate_splits, load_predictor, open_checkpoint
 

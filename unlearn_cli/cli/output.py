@@ -91,6 +91,14 @@ class Run:
             self._startup += elapsed
             self.data["timings"]["startup_s"] = round(self._startup, 6)
 
+    def preload(self, *modules: str) -> None:
+        """Import heavy modules (torch, the influence engine) up front, timed as start-up."""
+        import importlib
+
+        with self.startup():
+            for name in modules:
+                importlib.import_module(name)
+
     def warn(self, message: str) -> None:
         self.data.setdefault("warnings", []).append(message)
         if not self.quiet or self.json_out:
