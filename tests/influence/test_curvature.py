@@ -103,3 +103,26 @@ def test_indefinite_hessian_without_damping_is_a_clear_error(small_mlp):
     with pytest.raises(BadInput, match="not positive definite"):
         build_solver(CurvatureSettings(solver="exact", curvature="hessian", damping=0.0), fmodel,
                      small_mlp.x, small_mlp.y)
+
+
+@pytest.mark.parametrize("which", ["small_mlp", "small_cnn"])
+def test_exact_dual_form_equals_the_primal_solve(which, request):
+    """Woodbury on the N*C pseudo-gradient rows gives the same (G + dI)^-1 b as the P x P Cholesky."""
+    from unlearn_cli.influence.curvature import ExactSolver
+
+    trained = request.getfixturevalue(which)
+    fmodel = FunctionalModel.of(trained.model)
+    x, y = trained.x[:40], trained.y[:40]
+    settings = CurvatureSettings(solver="exact", damping=1e-3, weight_decay=1e-4)
+    primal = ExactSolver(settings, fmodel, x, y, form="primal")
+    dual = ExactSolver(settings, fmodel, x, y, form="dual")
+    assert (primal.form, dual.form) == ("primal", "dual")
+    b = _rhs(fmodel)
+    torch.testing.assert_close(dual.solve(b), primal.solve(b), rtol=1e-4, atol=1e-6)
+    B = torch.stack([b, _rhs(fmodel, seed=4)], 1)
+    torch.testing.assert_close(dual.solve_many(B), primal.solve_many(B), rtol=1e-6, atol=1e-8)
+    # The residual of the equation itself, against the matrix-free product.
+    assert relative_residual(curvature_matvec(settings, fmodel, x, y), dual.solve(b), b) < 1e-4
+    # auto takes the dual form exactly when there are fewer rows than parameters.
+    rows = len(x) * int(trained.model(x[:1]).shape[1])
+    assert ExactSolver(settings, fmodel, x, y).form == ("dual" if rows < fmodel.size else "primal")

@@ -224,7 +224,7 @@ def _rank_self_influence(checkpoint, dataset, rows, device, settings, probs):
     for start in range(0, len(rows), chunk):
         grads = per_record_grads(engine.fmodel, engine.objective, x[start:start + chunk], y[start:start + chunk])
         if exact:  # every record's iHVP in one batched triangular solve
-            solved = torch.cholesky_solve(grads.double().T, engine.solver.factor).T
+            solved = engine.solver.solve_many(grads.T).T
         else:
             solved = torch.stack([engine.solver.solve(g) for g in grads]).double()
         out.append((grads.double() * solved).sum(1).cpu())

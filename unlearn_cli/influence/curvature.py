@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,7 @@ from ..errors import BadInput
 from .scores import FunctionalModel, chunks
 
 SOLVERS = ("auto", "exact", "cg", "lissa", "kfac", "ekfac")
+DUAL_MAX_ENTRIES = 50_000_000  # rows x parameters of U held for the dual form (400 MB in float64)
 EXACT_MAX_PARAMS = 5000  # explicit matrix + Cholesky is exact and cheap below this (DESIGN.md)
 
 
@@ -138,24 +139,28 @@ def curvature_matvec(settings: CurvatureSettings, fmodel, x, y) -> Callable[[tor
 
 # -- explicit matrices ---------------------------------------------------------
 
-def dense_ggn(fmodel: FunctionalModel, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
-    """(1/N) sum_i U_i^T U_i in float64, U_i = per-record pseudo-loss gradients (see kfac.py).
+def ggn_rows(fmodel: FunctionalModel, x: torch.Tensor, chunk: int = 512) -> Iterator[torch.Tensor]:
+    """Blocks of rows U (float64) with sum_i U_i^T U_i = sum_i J_i^T (diag p_i - p_i p_i^T) J_i.
 
-    Equals (1/N) sum_i J_i^T (diag p_i - p_i p_i^T) J_i exactly. Layers the hooks
-    do not know fall back to batched Jacobians (vmap(jacrev)), which are slower.
+    The rows are per-record pseudo-loss gradients taken through layer hooks (see
+    kfac.py); layers the hooks do not know fall back to batched Jacobians
+    (vmap(jacrev)), which are slower.
     """
     from .kfac import pseudo_gradients
 
     P = fmodel.size
-    G = torch.zeros(P, P, dtype=torch.float64, device=x.device)
     n = len(x)
-    try:
-        for sl in chunks(n, chunk):
-            U = pseudo_gradients(fmodel, x[sl]).reshape(-1, P).double()
-            G += U.T @ U
-        return G / n
+    slices = list(chunks(n, chunk))
+    try:  # unknown layers show on the first block
+        first = pseudo_gradients(fmodel, x[slices[0]]).reshape(-1, P).double() if slices else None
     except BadInput:
-        G.zero_()
+        first = None
+    if first is not None or not slices:
+        if first is not None:
+            yield first
+        for sl in slices[1:]:
+            yield pseudo_gradients(fmodel, x[sl]).reshape(-1, P).double()
+        return
     from torch.func import jacrev
 
     def logits_one(params, xi):
@@ -170,9 +175,16 @@ def dense_ggn(fmodel: FunctionalModel, x: torch.Tensor, chunk: int = 512) -> tor
         J = torch.cat([jac[k].reshape(len(xb), p.shape[1], -1) for k in fmodel.params], 2).double()
         sq = p.sqrt()
         B = torch.diag_embed(sq) - sq[:, :, None] * p[:, None, :]
-        U = (B @ J).reshape(-1, P)
+        yield (B @ J).reshape(-1, P)
+
+
+def dense_ggn(fmodel: FunctionalModel, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """(1/N) sum_i U_i^T U_i in float64: exactly (1/N) sum_i J_i^T (diag p_i - p_i p_i^T) J_i."""
+    P = fmodel.size
+    G = torch.zeros(P, P, dtype=torch.float64, device=x.device)
+    for U in ggn_rows(fmodel, x, chunk):
         G += U.T @ U
-    return G / n
+    return G / len(x)
 
 
 def dense_hessian(fmodel: FunctionalModel, x: torch.Tensor, y: torch.Tensor, columns: int = 128) -> torch.Tensor:
@@ -204,13 +216,31 @@ class Solver(ABC):
 
 
 class ExactSolver(Solver):
+    """(H + dI)^-1 b from a Cholesky factor, in float64.
+
+    With the GGN, H = U^T U / N for the N*C rows U of ``ggn_rows``. When there are
+    fewer rows than parameters (a few hundred records of a wide MLP), the
+    Woodbury identity gives the same solve from an (NC x NC) system instead of a
+    (P x P) one: (U^T U + dI)^-1 = (I - U^T (UU^T + dI)^-1 U) / d with U scaled
+    by 1/sqrt(N). ``form`` forces one or the other ("auto" picks the smaller).
+    """
+
     name = "exact"
 
-    def __init__(self, settings, fmodel, x, y, factor: torch.Tensor | None = None):
+    def __init__(self, settings, fmodel, x, y, factor: torch.Tensor | None = None, form: str = "auto"):
         super().__init__(settings)
+        self.rows: torch.Tensor | None = None   # U / sqrt(N) in the dual form
+        d = settings.total_damping
+        if factor is None and settings.curvature == "ggn" and form != "primal" and d > 0:
+            rows = len(x) * int(fmodel(fmodel.params, x[:1]).shape[1])
+            if form == "dual" or (rows < fmodel.size and rows * fmodel.size <= DUAL_MAX_ENTRIES):
+                U = torch.cat(list(ggn_rows(fmodel, x))) / math.sqrt(len(x))
+                K = U @ U.T
+                K.diagonal().add_(d)
+                self.rows, factor = U, torch.linalg.cholesky(K)
         if factor is None:
             M = dense_ggn(fmodel, x) if settings.curvature == "ggn" else dense_hessian(fmodel, x, y)
-            M.diagonal().add_(settings.total_damping)
+            M.diagonal().add_(d)
             factor, info = torch.linalg.cholesky_ex(M)
             if int(info) != 0:
                 low = float(torch.linalg.eigvalsh(M)[0])
@@ -219,13 +249,21 @@ class ExactSolver(Solver):
                     f"raise --set damping= above {abs(low) + settings.damping:.3g} or use --set curvature=ggn"
                 )
         self.factor = factor
+        self.form = "dual" if self.rows is not None else "primal"
+
+    def solve_many(self, B: torch.Tensor) -> torch.Tensor:
+        """(H + dI)^-1 B for a (P, k) block of right-hand sides, in float64."""
+        B = B.double()
+        if self.rows is None:
+            return torch.cholesky_solve(B, self.factor)
+        t = torch.cholesky_solve(self.rows @ B, self.factor)
+        return (B - self.rows.T @ t) / self.settings.total_damping
 
     def solve(self, b):
-        x = torch.cholesky_solve(b.double()[:, None], self.factor)[:, 0]
-        return x.to(b.dtype)
+        return self.solve_many(b[:, None])[:, 0].to(b.dtype)
 
     def state(self):
-        return {"factor": self.factor}
+        return {"factor": self.factor} if self.rows is None else {"factor": self.factor, "rows": self.rows}
 
 
 class CGSolver(Solver):
