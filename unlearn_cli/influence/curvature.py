@@ -227,9 +227,10 @@ class ExactSolver(Solver):
 
     name = "exact"
 
-    def __init__(self, settings, fmodel, x, y, factor: torch.Tensor | None = None, form: str = "auto"):
+    def __init__(self, settings, fmodel, x, y, factor: torch.Tensor | None = None, form: str = "auto",
+                 rows: torch.Tensor | None = None):
         super().__init__(settings)
-        self.rows: torch.Tensor | None = None   # U / sqrt(N) in the dual form
+        self.rows: torch.Tensor | None = rows   # U / sqrt(N) in the dual form (with its factor, from state())
         d = settings.total_damping
         if factor is None and settings.curvature == "ggn" and form != "primal" and d > 0:
             rows = len(x) * int(fmodel(fmodel.params, x[:1]).shape[1])
@@ -363,7 +364,8 @@ def build_solver(settings: CurvatureSettings, fmodel: FunctionalModel, x, y, cac
             raise BadInput(
                 f"solver=exact needs a {fmodel.size}x{fmodel.size} matrix; use --set solver=ekfac or cg"
             )
-        return ExactSolver(settings, fmodel, x, y, factor=(cached or {}).get("factor"))
+        cached = cached or {}
+        return ExactSolver(settings, fmodel, x, y, factor=cached.get("factor"), rows=cached.get("rows"))
     if solver == "cg":
         return CGSolver(settings, curvature_matvec(settings, fmodel, x, y))
     if solver == "lissa":
