@@ -171,11 +171,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def fmt(x: Any, digits: int = 3) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.{digits}f}"
-    return str(x)
+    from unlearn_cli.cli.output import fmt as cli_fmt
+
+    return cli_fmt(x, digits)
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -49,7 +49,6 @@ class Run:
         self.err = Console(stderr=True)
         self.out = Console(stderr=False)
         self._t0 = time.perf_counter()
-        self._startup = 0.0
         self.data: dict[str, Any] = {
             "command": command,
             "version": __version__,
@@ -83,13 +82,8 @@ class Run:
         ``total_s`` is the command's own work; the whole process is start-up
         plus ``total_s`` plus the interpreter's own start.
         """
-        t0 = time.perf_counter()
-        try:
+        with self.phase("startup"):
             yield
-        finally:
-            elapsed = time.perf_counter() - t0
-            self._startup += elapsed
-            self.data["timings"]["startup_s"] = round(self._startup, 6)
 
     def preload(self, *modules: str) -> None:
         """Import heavy modules (torch, the influence engine) up front, timed as start-up."""
@@ -129,7 +123,8 @@ class Run:
 
     # -- finishing ----------------------------------------------------------
     def _final(self) -> dict[str, Any]:
-        self.data["timings"]["total_s"] = round(time.perf_counter() - self._t0 - self._startup, 6)
+        startup = self.data["timings"].get("startup_s", 0.0)
+        self.data["timings"]["total_s"] = round(time.perf_counter() - self._t0 - startup, 6)
         return _clean(self.data)
 
     def emit(self, report: dict[str, Any]) -> None:

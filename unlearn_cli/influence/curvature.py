@@ -151,13 +151,14 @@ def ggn_rows(fmodel: FunctionalModel, x: torch.Tensor, chunk: int = 512) -> Iter
     P = fmodel.size
     n = len(x)
     slices = list(chunks(n, chunk))
+    if not slices:
+        return
     try:  # unknown layers show on the first block
-        first = pseudo_gradients(fmodel, x[slices[0]]).reshape(-1, P).double() if slices else None
+        first = pseudo_gradients(fmodel, x[slices[0]]).reshape(-1, P).double()
     except BadInput:
         first = None
-    if first is not None or not slices:
-        if first is not None:
-            yield first
+    if first is not None:
+        yield first
         for sl in slices[1:]:
             yield pseudo_gradients(fmodel, x[sl]).reshape(-1, P).double()
         return

@@ -61,8 +61,10 @@ def eta_grid(settings: PatchSettings) -> list[float]:
 
 def choose_eta(
     change: Callable[[float], float], settings: PatchSettings
-) -> tuple[float, dict[str, Any]]:
+) -> tuple[float, float, dict[str, Any]]:
     """Largest grid eta such that it and every smaller grid eta keep |change of C| <= delta.
+
+    Returns the eta, the change of C it was measured at (no second pass) and the walk's record.
 
     Far from the Taylor regime the change of C is not monotone in eta (a larger
     eta can look fine again after a smaller one broke the model), so only the
@@ -91,7 +93,8 @@ def choose_eta(
             if not ok(eta):
                 break
             best = eta
-    return (best if best is not None else grid[0]), {
+    chosen = best if best is not None else grid[0]  # grid[0] opens the coarse walk, so it is always measured
+    return chosen, tried[chosen], {
         "delta": settings.delta,
         "delta_met": best is not None,
         "eta_tried": {f"{k:.4g}": v for k, v in sorted(tried.items())},
@@ -144,18 +147,14 @@ def puma_patch(
     t0 = time.perf_counter()
     c0 = criterion_value(fmodel, criterion, fmodel.params, x_ck, y_ck)
 
-    seen: dict[float, float] = {}
-
-    def change(eta: float) -> float:  # memoised: the walk's last value is the chosen eta's
-        if eta not in seen:
-            seen[eta] = criterion_value(fmodel, criterion, fmodel.shifted(eta * direction), x_ck, y_ck) - c0
-        return seen[eta]
+    def change(eta: float) -> float:
+        return criterion_value(fmodel, criterion, fmodel.shifted(eta * direction), x_ck, y_ck) - c0
 
     if settings.eta is not None:
         eta, eta_info = float(settings.eta), {"delta": None, "delta_met": None}
+        measured = change(eta)
     else:
-        eta, eta_info = choose_eta(change, settings)
-    measured = change(eta)
+        eta, measured, eta_info = choose_eta(change, settings)
     timings["eta_s"] = time.perf_counter() - t0
 
     # First-order prediction of the change of C (equation 8): v^T (eta * b) = eta (sum psi_k - sum lambda psi_j).
