@@ -79,7 +79,7 @@ def main() -> None:
     from unlearn_cli.data.manifest import load_manifest
     from unlearn_cli.diagnostics.labels import RANKERS, evaluate
     from unlearn_cli.ops.atomic import write_text
-    from unlearn_cli.training import resolve_device
+    from unlearn_cli.training.loop import resolve_device
 
     device = resolve_device(args.device)
     started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

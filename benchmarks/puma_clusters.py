@@ -40,7 +40,8 @@ sys.path.insert(0, str(REPO))
 
 from unlearn_cli.data.ids import read_ids  # noqa: E402
 from unlearn_cli.models.checkpoint import load_checkpoint  # noqa: E402
-from unlearn_cli.workflow import dataset_for, tensors  # noqa: E402
+from unlearn_cli.models.datasets import dataset_for  # noqa: E402
+from unlearn_cli.data.tensors import tensors
 
 RESULTS = REPO / "benchmarks" / "results"
 

@@ -17,8 +17,8 @@ import torch
 
 from unlearn_cli.data.manifest import load_manifest
 from unlearn_cli.models.registry import make_spec
-from unlearn_cli.training import Recipe
-from unlearn_cli.workflow import fit
+from unlearn_cli.training.loop import Recipe
+from unlearn_cli.training.fit import fit
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_models"

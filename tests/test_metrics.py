@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from unlearn_cli.metrics import ECE_BINS, ece, predict_logits, summarize
+from unlearn_cli.models.predict import ECE_BINS, ece, predict_logits, summarize
 
 
 def _probs(confidences, predicted, classes=2):

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from unlearn_cli.data.manifest import file_sha256, load_manifest
+from unlearn_cli.ops.digests import file_sha256
+from unlearn_cli.data.manifest import load_manifest
 from unlearn_cli.models.checkpoint import load_checkpoint
-from unlearn_cli.training import Recipe
-from unlearn_cli.workflow import dataset_for, evaluate_rows, fit
+from unlearn_cli.training.loop import Recipe
+from unlearn_cli.models.datasets import dataset_for
+from unlearn_cli.models.predict import evaluate_rows
+from unlearn_cli.training.fit import fit
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
 NAMES = ["moons", "radial", "rectangular", "spiral", "breast-cancer", "german-credit", "mnist-5k"]

@@ -11,9 +11,9 @@ import torch
 
 from unlearn_cli.data.manifest import load_manifest
 from unlearn_cli.errors import BadInput
-from unlearn_cli.metrics import predict_logits, summarize
+from unlearn_cli.models.predict import predict_logits, summarize
 from unlearn_cli.models.registry import make_spec
-from unlearn_cli.training import (
+from unlearn_cli.training.loop import (
     Recipe,
     batch_schedule,
     default_recipe,
@@ -23,7 +23,7 @@ from unlearn_cli.training import (
     train_model,
     with_seed,
 )
-from unlearn_cli.workflow import tensors
+from unlearn_cli.data.tensors import tensors
 
 RECIPE = Recipe(optimizer="adam", lr=0.01, epochs=4, batch_size=32, weight_decay=1e-4, seed=0)
 

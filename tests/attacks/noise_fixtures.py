@@ -51,8 +51,9 @@ def write_noise_data(directory: Path) -> Path:
 def train_checkpoint(dataset, rows: np.ndarray, out: Path) -> Path:
     """Fit an MLP on ``rows`` but record the data set's train split as its training set."""
     from unlearn_cli.models.checkpoint import save_checkpoint
-    from unlearn_cli.training import Recipe
-    from unlearn_cli.workflow import arch_spec_for, base_meta, fit
+    from unlearn_cli.training.loop import Recipe
+    from unlearn_cli.models.registry import arch_spec_for
+    from unlearn_cli.training.fit import base_meta, fit
 
     spec = arch_spec_for(dataset, "mlp", [64, 32], "relu")
     recipe = Recipe(**RECIPE)

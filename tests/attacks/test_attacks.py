@@ -139,8 +139,8 @@ class FakeRetrain:
 
     def forget(self, request, config):
         from unlearn_cli.methods.base import Outcome
-        from unlearn_cli.training import Recipe, with_seed
-        from unlearn_cli.workflow import fit
+        from unlearn_cli.training.loop import Recipe, with_seed
+        from unlearn_cli.training.fit import fit
 
         ckpt = request.checkpoint
         recipe = with_seed(Recipe.from_dict(ckpt.training), request.seed)

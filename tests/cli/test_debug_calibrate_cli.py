@@ -54,8 +54,9 @@ def over_confident_checkpoint(directory: Path) -> Path:
     """An MLP on overlapping blobs whose last layer is multiplied by 4: the same predictions, over-confident."""
     from unlearn_cli.data.manifest import load_manifest
     from unlearn_cli.models.checkpoint import save_checkpoint
-    from unlearn_cli.training import default_recipe
-    from unlearn_cli.workflow import arch_spec_for, base_meta, fit
+    from unlearn_cli.training.loop import default_recipe
+    from unlearn_cli.models.registry import arch_spec_for
+    from unlearn_cli.training.fit import base_meta, fit
 
     dataset = load_manifest(write_blobs(directory, n=1000, spread=2.0, seed=2, name="overlap"))
     spec = arch_spec_for(dataset, "mlp", None, None)

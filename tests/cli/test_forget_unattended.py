@@ -20,7 +20,8 @@ import pytest
 
 from conftest import run_cli, unlearn_cmd
 from unlearn_cli.data.manifest import load_manifest
-from unlearn_cli.models.checkpoint import file_sha256, load_checkpoint
+from unlearn_cli.ops.digests import file_sha256
+from unlearn_cli.models.checkpoint import load_checkpoint
 from unlearn_cli.ops.ledger import read_ledger
 from unlearn_cli.ops.locking import hold_locks
 

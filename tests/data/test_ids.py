@@ -16,12 +16,12 @@ from unlearn_cli.data.ids import (
     Request,
     check_known,
     format_ids,
-    id_digest,
     id_set_digest,
     parse_ids,
     read_ids,
     read_requests,
 )
+from unlearn_cli.ops.digests import id_digest
 from unlearn_cli.errors import BadInput, UnlearnError
 
 

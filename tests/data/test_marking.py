@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from unlearn_cli.data.manifest import load_manifest
-from unlearn_cli.data.marking import (
+from unlearn_cli.marking.strategies import (
     batch_membership,
     batches_touched,
     fewest_batches,

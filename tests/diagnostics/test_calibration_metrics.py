@@ -10,7 +10,7 @@ from unlearn_cli.diagnostics.calibration import (
     reliability_table, softmax, split_holdout,
 )
 from unlearn_cli.errors import BadInput
-from unlearn_cli.metrics import ece
+from unlearn_cli.models.predict import ece
 
 
 def _calibrated(n: int, seed: int, classes: int = 3, scale: float = 2.0) -> tuple[np.ndarray, np.ndarray]:

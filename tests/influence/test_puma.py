@@ -15,7 +15,8 @@ from unlearn_cli.influence.scores import criterion_value, weighted_grad
 from unlearn_cli.methods.base import Request, parse_config
 from unlearn_cli.methods.puma import Puma
 from unlearn_cli.models.checkpoint import load_checkpoint
-from unlearn_cli.workflow import dataset_for, tensors
+from unlearn_cli.models.datasets import dataset_for
+from unlearn_cli.data.tensors import tensors
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
 

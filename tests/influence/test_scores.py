@@ -46,7 +46,7 @@ def test_every_criterion_has_a_finite_gradient_that_matches_finite_differences(n
 
 
 def test_soft_ece_tracks_binned_ece():
-    from unlearn_cli.metrics import ece
+    from unlearn_cli.models.predict import ece
 
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(2000, 3, generator=gen) * 3

@@ -24,9 +24,10 @@ import torch
 
 from conftest import SAMPLES, run_cli
 from unlearn_cli.data.manifest import load_manifest
-from unlearn_cli.metrics import predict_logits
+from unlearn_cli.models.predict import predict_logits
 from unlearn_cli.models.checkpoint import load_checkpoint
-from unlearn_cli.workflow import load_predictor, tensors
+from unlearn_cli.models.predict import load_predictor
+from unlearn_cli.data.tensors import tensors
 
 MANIFEST = SAMPLES / "mnist-5k" / "manifest.yaml"
 DIGIT = 3

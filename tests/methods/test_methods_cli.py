@@ -22,9 +22,11 @@ from conftest import run_cli, write_blobs, write_images
 from unlearn_cli.data.manifest import load_manifest
 from unlearn_cli.models.checkpoint import load_checkpoint
 from unlearn_cli.models.sidecar import load_sidecar, sidecar_path
-from unlearn_cli.sisa import read_meta, slice_positions, train_constituent, unprefixed
-from unlearn_cli.training import Recipe
-from unlearn_cli.workflow import load_predictor, tensors
+from unlearn_cli.models.ensemble import read_meta, unprefixed
+from unlearn_cli.training.sisa import slice_positions, train_constituent
+from unlearn_cli.training.loop import Recipe
+from unlearn_cli.models.predict import load_predictor
+from unlearn_cli.data.tensors import tensors
 
 REPORT_KEYS = {"command", "version", "status", "inputs", "outputs", "config", "timings", "metrics"}
 PLAIN_METHODS = ("retrain", "boundary-shrink", "boundary-expand", "salun", "neggrad", "finetune")
@@ -220,7 +222,7 @@ def test_train_refuses_inconsistent_sisa_options(args, message):
 
 def test_other_methods_drop_a_stale_update_log(forget_runs):
     from unlearn_cli.errors import BadInput
-    from unlearn_cli.forgetting import check_requirement
+    from unlearn_cli.forget.run import check_requirement
     from unlearn_cli.methods.registry import get
 
     after = load_checkpoint(ok(forget_runs["tracked/salun"])["outputs"]["checkpoint"]["path"])

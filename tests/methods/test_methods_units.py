@@ -22,10 +22,11 @@ from unlearn_cli.methods.registry import describe, get
 from unlearn_cli.models.checkpoint import Checkpoint
 from unlearn_cli.models.ensemble import SisaEnsemble
 from unlearn_cli.models.registry import make_spec
-from unlearn_cli.sisa import assign, epochs_per_slice, slice_positions
-from unlearn_cli.training import Recipe, batch_schedule, init_model
-from unlearn_cli.update_log import batches_holding, subtract, train_tracked
-from unlearn_cli.workflow import fit, tensors
+from unlearn_cli.training.sisa import assign, epochs_per_slice, slice_positions
+from unlearn_cli.training.loop import Recipe, batch_schedule, init_model
+from unlearn_cli.training.update_log import batches_holding, subtract, train_tracked
+from unlearn_cli.training.fit import fit
+from unlearn_cli.data.tensors import tensors
 
 RECIPE = Recipe(optimizer="adam", lr=0.01, epochs=6, batch_size=16, weight_decay=1e-4, seed=4)
 

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 from conftest import write_blobs
 from forget_fixtures import Work, snapshot, template, work  # noqa: F401  (fixtures)
-from unlearn_cli.data.ids import id_digest
+from unlearn_cli.ops.digests import id_digest
 from unlearn_cli.methods.base import Outcome
-from unlearn_cli.models.checkpoint import file_sha256, load_checkpoint
+from unlearn_cli.ops.digests import file_sha256
+from unlearn_cli.models.checkpoint import load_checkpoint
 
 
 def one_error_line(result, code: int, *fragments: str) -> str:

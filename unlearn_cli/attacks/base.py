@@ -26,8 +26,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .metrics import member_rate, separation
-from .shadow import ModelCache, derive_seed
+from unlearn_cli.attacks.metrics import member_rate, separation
+from unlearn_cli.attacks.shadow import ModelCache
+from unlearn_cli.ops.digests import derive_seed
 
 SPLITS = ("forget", "retain", "test")
 TOP_KEYS = ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy")

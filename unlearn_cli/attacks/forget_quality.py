@@ -32,15 +32,16 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..data.ids import id_set_digest
-from ..errors import BadInput
-from .base import Env, Scored
-from .lira import _pooled_std
-from .metrics import forgetting_quality
-from .settings import ForgetQualitySettings
-from .shadow import derive_seed, fit_cached, model_meta
-from .signals import logit_confidence, model_logits
+from unlearn_cli import __version__
+from unlearn_cli.data.ids import id_set_digest
+from unlearn_cli.errors import BadInput
+from unlearn_cli.attacks.base import Env, Scored
+from unlearn_cli.attacks.lira import _pooled_std
+from unlearn_cli.attacks.metrics import forgetting_quality
+from unlearn_cli.attacks.settings import ForgetQualitySettings
+from unlearn_cli.ops.digests import derive_seed
+from unlearn_cli.attacks.shadow import fit_cached, model_meta
+from unlearn_cli.attacks.signals import logit_confidence, model_logits
 
 
 class ForgetQualityAttack:
@@ -53,7 +54,7 @@ class ForgetQualityAttack:
         self.env, self.settings, self.method = env, settings, method
 
     def _resolve_method(self, checkpoint: Any) -> tuple[str, Any, Any]:
-        from ..methods.base import parse_config
+        from unlearn_cli.methods.base import parse_config
 
         lineage = checkpoint.meta.get("lineage") or []
         if not lineage:
@@ -65,7 +66,7 @@ class ForgetQualityAttack:
             raise BadInput(f"{checkpoint.path}: the last lineage entry names no method")
         method = self.method
         if method is None:
-            from ..methods.registry import get
+            from unlearn_cli.methods.registry import get
 
             method = get(name)
         requires = getattr(method, "requires", "plain")
@@ -80,8 +81,8 @@ class ForgetQualityAttack:
         return logit_confidence(model_logits(model, env.dataset, rows, env.device), env.dataset.y[rows])
 
     def evaluate(self, checkpoint: Any, predictor: Any) -> Scored:
-        from ..methods.base import Request, config_dict
-        from ..training import Recipe, with_seed
+        from unlearn_cli.methods.base import Request, config_dict
+        from unlearn_cli.training.loop import Recipe, with_seed
 
         env, s = self.env, self.settings
         name, method, config = self._resolve_method(checkpoint)

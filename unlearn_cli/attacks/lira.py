@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from .base import SPLITS, Env, Scored
-from .settings import LiraSettings
-from .shadow import derive_seed, fit_cached
-from .signals import logit_confidence, model_logits
+from unlearn_cli.attacks.base import SPLITS, Env, Scored
+from unlearn_cli.attacks.settings import LiraSettings
+from unlearn_cli.ops.digests import derive_seed
+from unlearn_cli.attacks.shadow import fit_cached
+from unlearn_cli.attacks.signals import logit_confidence, model_logits
 
 #: Floor on fitted standard deviations: a record every reference agrees on
 #: exactly would otherwise divide by zero.
@@ -78,7 +79,7 @@ class LiraAttack:
         self.population: np.ndarray | None = None
 
     def _prepare(self) -> None:
-        from ..training import Recipe, with_seed
+        from unlearn_cli.training.loop import Recipe, with_seed
 
         env, s = self.env, self.settings
         population = np.union1d(env.dataset.train_indices(), env.dataset.test_indices())

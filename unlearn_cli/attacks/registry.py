@@ -13,13 +13,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import BadInput
-from .base import Env, Splits, summarize
-from .forget_quality import ForgetQualityAttack
-from .lira import LiraAttack
-from .shadow import ModelCache
-from .shokri import ShokriAttack
-from .threshold import LossAttack
+from unlearn_cli.errors import BadInput
+from unlearn_cli.attacks.base import Env, Splits, summarize
+from unlearn_cli.attacks.forget_quality import ForgetQualityAttack
+from unlearn_cli.attacks.lira import LiraAttack
+from unlearn_cli.attacks.shadow import ModelCache
+from unlearn_cli.attacks.shokri import ShokriAttack
+from unlearn_cli.attacks.threshold import LossAttack
 
 ATTACKS: dict[str, type] = {
     "shokri": ShokriAttack,
@@ -64,7 +64,7 @@ def run_attack(
     ``method`` replaces the registry's method in the forget-quality attack
     (tests and embedding callers pass their own).
     """
-    from ..workflow import load_predictor
+    from unlearn_cli.models.predict import load_predictor
 
     attack_cls = get_attack(name)
     cache = ModelCache(Path(cache_dir), device=device, progress=progress, warn=warn)

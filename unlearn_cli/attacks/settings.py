@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, get_type_hints
 
-from ..errors import BadInput
+from unlearn_cli.errors import BadInput
 
 
 def _opt(default: Any, doc: str, **extra: Any) -> Any:

@@ -22,24 +22,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import BadInput
+from unlearn_cli.errors import BadInput
 
 #: Bump when anything that shapes a cached model changes meaning.
 CACHE_VERSION = 1
 CACHE_DIRNAME = ".unlearn-cache"
-
-
-def derive_seed(seed: int, role: str, index: int) -> int:
-    """A stable 31-bit seed per (attack seed, role, model index)."""
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(role.encode()), int(index)])
-    return int(state.generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def default_cache_dir(checkpoint_path: Path) -> Path:
@@ -83,7 +76,7 @@ class ModelCache:
 
     def lookup(self, role: str, key: str):
         """The cached checkpoint for ``key``, or None when absent or unusable."""
-        from ..models.checkpoint import load_checkpoint
+        from unlearn_cli.models.checkpoint import load_checkpoint
 
         path = self.path(role, key)
         if not path.exists():
@@ -105,7 +98,7 @@ class ModelCache:
         Returns the stored :class:`~unlearn_cli.models.checkpoint.Checkpoint`
         (with its cache path, so methods that need a checkpoint file get one).
         """
-        from ..models.checkpoint import load_checkpoint, save_checkpoint
+        from unlearn_cli.models.checkpoint import load_checkpoint, save_checkpoint
 
         key = self.key(role, material)
         cached = self.lookup(role, key)
@@ -144,7 +137,7 @@ def model_meta(arch: dict[str, Any], recipe: Any, dataset: Any, extra: dict[str,
 def fit_cached(cache: ModelCache, role: str, material: dict[str, Any], dataset: Any, rows: np.ndarray,
                arch: dict[str, Any], recipe: Any, extra_meta: dict[str, Any] | None = None):
     """Train ``arch`` with ``recipe`` on ``rows`` (the one training loop), or reuse the cached one."""
-    from ..workflow import fit
+    from unlearn_cli.training.fit import fit
 
     rows = np.asarray(rows, dtype=np.int64)
     # The rows' digest makes the key cover exactly what the model saw (row

@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from .base import SPLITS, Env, Scored
-from .settings import ShokriSettings
-from .shadow import derive_seed, fit_cached, model_meta
-from .signals import model_logits, shokri_features
+from unlearn_cli.attacks.base import SPLITS, Env, Scored
+from unlearn_cli.attacks.settings import ShokriSettings
+from unlearn_cli.ops.digests import derive_seed
+from unlearn_cli.attacks.shadow import fit_cached, model_meta
+from unlearn_cli.attacks.signals import model_logits, shokri_features
 
 #: Hidden widths of the attack classifier: PUMA appendix A (after Graves et al.).
 ATTACK_HIDDEN = [128, 64]
@@ -56,12 +57,12 @@ class ShokriAttack:
     def _prepare(self) -> None:
         import torch
 
-        from ..models.registry import make_spec
-        from ..training import Recipe, init_model, train_model, with_seed
+        from unlearn_cli.models.registry import make_spec
+        from unlearn_cli.training.loop import Recipe, init_model, train_model, with_seed
 
         env, s = self.env, self.settings
         if len(env.dataset.train_indices()) < 4:
-            from ..errors import BadInput
+            from unlearn_cli.errors import BadInput
 
             raise BadInput("the shokri attack needs at least 4 train records for its shadow models")
         arch = env.checkpoint.arch
@@ -111,7 +112,7 @@ class ShokriAttack:
     def _member_probability(self, features: np.ndarray) -> np.ndarray:
         import torch
 
-        from ..metrics import predict_logits
+        from unlearn_cli.models.predict import predict_logits
 
         if len(features) == 0:
             return np.zeros(0)

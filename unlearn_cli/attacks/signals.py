@@ -62,8 +62,8 @@ def shokri_features(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def model_logits(predictor: Callable[[Any], Any], dataset: Any, rows: np.ndarray,
                  device: Any = "cpu") -> np.ndarray:
     """Logits of ``predictor`` on the given data set rows, as a float64 array."""
-    from ..metrics import predict_logits
-    from ..workflow import tensors
+    from unlearn_cli.models.predict import predict_logits
+    from unlearn_cli.data.tensors import tensors
 
     if len(rows) == 0:
         return np.zeros((0, dataset.num_classes))

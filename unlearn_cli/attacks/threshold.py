@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .base import SPLITS, Env, Scored
-from .settings import LossSettings
-from .signals import model_logits, per_record_loss
+from unlearn_cli.attacks.base import SPLITS, Env, Scored
+from unlearn_cli.attacks.settings import LossSettings
+from unlearn_cli.attacks.signals import model_logits, per_record_loss
 
 
 class LossAttack:
@@ -36,7 +36,7 @@ class LossAttack:
         threshold = self.settings.threshold
         if threshold is None:
             if len(env.splits.remaining) == 0:
-                from ..errors import BadInput
+                from unlearn_cli.errors import BadInput
 
                 raise BadInput("the loss attack's threshold is the mean loss on the remaining train records, and "
                                "the request covers all of them; pass --set threshold=T")

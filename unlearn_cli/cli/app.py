@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import __version__
+from unlearn_cli import __version__
 
 app = typer.Typer(
     name="unlearn",
@@ -43,7 +43,7 @@ def _root(
 
 
 def _register() -> None:
-    from . import attack, evaluate, forget, inspect, mark, methods, train
+    from unlearn_cli.cli import attack, evaluate, forget, inspect, mark, methods, train
 
     app.command("train")(train.train)
     app.command("forget")(forget.forget)
@@ -52,7 +52,7 @@ def _register() -> None:
     app.command("methods")(methods.methods)
     app.command("mark")(mark.mark)
     app.command("attack")(attack.attack)
-    from . import calibrate, debug_labels
+    from unlearn_cli.cli import calibrate, debug_labels
 
     app.command("debug-labels")(debug_labels.debug_labels)
     app.command("calibrate")(calibrate.calibrate)

@@ -24,14 +24,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .options import CheckpointArg, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
-from .output import command_run, fmt, show
+from unlearn_cli.cli.options import CheckpointArg, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.output import command_run, fmt, show
 
 def _settings_help() -> str:
     """Each attack's --set keys, from the settings classes (cheap: no torch, no numpy)."""
     import dataclasses
 
-    from ..attacks.settings import ForgetQualitySettings, LiraSettings, LossSettings, ShokriSettings
+    from unlearn_cli.attacks.settings import ForgetQualitySettings, LiraSettings, LossSettings, ShokriSettings
 
     parts = []
     for name, cls in (("shokri", ShokriSettings), ("loss", LossSettings), ("lira", LiraSettings),
@@ -74,7 +74,7 @@ def _table(title: str, target: dict[str, Any], reference: dict[str, Any] | None)
 
 
 def _gates(target: dict[str, Any], attack: str, max_member_rate: float | None, max_auc: float | None) -> None:
-    from ..errors import GateFailed
+    from unlearn_cli.errors import GateFailed
 
     failures = []
     rate, auc = target["forget"].get("member_rate"), target.get("auc")
@@ -87,7 +87,7 @@ def _gates(target: dict[str, Any], attack: str, max_member_rate: float | None, m
 
 
 def _check_gate_value(name: str, value: float | None) -> None:
-    from ..errors import BadInput
+    from unlearn_cli.errors import BadInput
 
     if value is not None and not 0.0 <= value <= 1.0:
         raise BadInput(f"{name} must be in [0, 1], got {value}")
@@ -122,14 +122,14 @@ def attack(
         run.preload("torch")  # timed as startup_s, outside total_s
         import dataclasses
 
-        from ..attacks.registry import get_attack, run_attack
-        from ..attacks.settings import parse_settings
-        from ..attacks.shadow import default_cache_dir
-        from ..data.ids import check_known, read_requests
-        from ..methods.base import parse_sets
-        from ..models.checkpoint import load_checkpoint
-        from ..training import resolve_device
-        from ..workflow import dataset_for, open_checkpoint
+        from unlearn_cli.attacks.registry import get_attack, run_attack
+        from unlearn_cli.attacks.settings import parse_settings
+        from unlearn_cli.attacks.shadow import default_cache_dir
+        from unlearn_cli.data.ids import check_known, read_requests
+        from unlearn_cli.methods.base import parse_sets
+        from unlearn_cli.models.checkpoint import load_checkpoint
+        from unlearn_cli.training.loop import resolve_device
+        from unlearn_cli.models.datasets import dataset_for, open_checkpoint
 
         _check_gate_value("--max-member-rate", max_member_rate)
         _check_gate_value("--max-auc", max_auc)

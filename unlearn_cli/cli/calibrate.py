@@ -34,10 +34,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .options import (
+from unlearn_cli.cli.options import (
     CheckpointArg, DampingOpt, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt, SolverOpt,
 )
-from .output import command_run, fmt, key_values, show
+from unlearn_cli.cli.output import command_run, fmt, key_values, show
 
 METRIC_ROWS = ("accuracy", "ece", "mce", "adaptive_ece", "classwise_ece", "nll", "brier")
 
@@ -87,10 +87,10 @@ def calibrate(
     """
     with command_run("calibrate", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
         run.preload("torch", "unlearn_cli.influence.engine")  # timed as startup_s, outside total_s
-        from ..errors import BadInput
+        from unlearn_cli.errors import BadInput
 
         if plot is not None:  # a missing extra must fail before any work
-            from ..diagnostics.plots import require_matplotlib
+            from unlearn_cli.diagnostics.plots import require_matplotlib
 
             require_matplotlib()
             if plot.suffix.lower() != ".png":
@@ -102,11 +102,11 @@ def calibrate(
 
         from dataclasses import asdict
 
-        from ..diagnostics.calibration import CalibrationSettings
-        from ..diagnostics.calibration import calibrate as run_calibration
-        from ..influence.curvature import SOLVERS
-        from ..training import resolve_device
-        from ..workflow import open_checkpoint
+        from unlearn_cli.diagnostics.calibration import CalibrationSettings
+        from unlearn_cli.diagnostics.calibration import calibrate as run_calibration
+        from unlearn_cli.influence.curvature import SOLVERS
+        from unlearn_cli.training.loop import resolve_device
+        from unlearn_cli.models.datasets import open_checkpoint
 
         if solver not in SOLVERS:
             raise BadInput(f"unknown solver '{solver}'; choose one of: {', '.join(SOLVERS)}")
@@ -140,8 +140,8 @@ def calibrate(
                 digest = _write(target, ckpt, result, settings)
             run.output("checkpoint", target, digest)
         if plot is not None:
-            from ..diagnostics.plots import reliability_png
-            from ..ops.atomic import write_bytes
+            from unlearn_cli.diagnostics.plots import reliability_png
+            from unlearn_cli.ops.atomic import write_bytes
 
             panels = {"before": result.metrics["test"]["before"]}
             if result.metrics["test"].get("puma"):
@@ -155,9 +155,9 @@ def calibrate(
 
 
 def _write(target: Path, ckpt: Any, result: Any, settings: Any) -> str:
-    from .. import __version__
-    from ..models.checkpoint import save_checkpoint
-    from ..workflow import utc_now
+    from unlearn_cli import __version__
+    from unlearn_cli.models.checkpoint import save_checkpoint
+    from unlearn_cli.ops.clock import utc_now
 
     info = result.info
     meta = {k: v for k, v in ckpt.meta.items() if k != "metrics"}

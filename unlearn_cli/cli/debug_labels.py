@@ -31,8 +31,8 @@ from typing import Annotated, Any, List, Optional
 
 import typer
 
-from .options import DampingOpt, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt, SolverOpt
-from .output import command_run, fmt, key_values, show
+from unlearn_cli.cli.options import DampingOpt, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt, SolverOpt
+from unlearn_cli.cli.output import command_run, fmt, key_values, show
 
 DEFAULT_TOP = 20
 
@@ -81,11 +81,11 @@ def debug_labels(
     """
     with command_run("debug-labels", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
         run.preload("torch", "unlearn_cli.influence.engine")  # timed as startup_s, outside total_s
-        from ..diagnostics.labels import RANKERS, RankSettings, check_ranker
-        from ..errors import BadInput
-        from ..influence.criteria import get_criterion
-        from ..influence.curvature import SOLVERS
-        from ..training import resolve_device
+        from unlearn_cli.diagnostics.labels import RANKERS, RankSettings, check_ranker
+        from unlearn_cli.errors import BadInput
+        from unlearn_cli.influence.criteria import get_criterion
+        from unlearn_cli.influence.curvature import SOLVERS
+        from unlearn_cli.training.loop import resolve_device
 
         if (checkpoint is None) == (evaluate is None):
             raise BadInput("give either a CHECKPOINT to debug or --evaluate MANIFEST, not "
@@ -126,10 +126,10 @@ def _rank(run, checkpoint: Path, data: Optional[Path], ranker: str, top: int, ou
           settings: Any, seed: Optional[int], dev: Any) -> None:
     from dataclasses import asdict, replace
 
-    from ..data.ids import format_ids
-    from ..diagnostics.labels import RANKERS, rank
-    from ..ops.atomic import write_text
-    from ..workflow import open_checkpoint
+    from unlearn_cli.data.ids import format_ids
+    from unlearn_cli.diagnostics.labels import RANKERS, rank
+    from unlearn_cli.ops.atomic import write_text
+    from unlearn_cli.models.datasets import open_checkpoint
 
     with run.phase("load"):
         ckpt, dataset = open_checkpoint(checkpoint, data)
@@ -215,8 +215,8 @@ def _evaluate(run, manifest: Path, rankers: list[str], flip_rate: float, seed: i
               top: Optional[int], settings: Any, dev: Any) -> None:
     from dataclasses import asdict
 
-    from ..data.manifest import load_manifest
-    from ..diagnostics.labels import default_arch, evaluate
+    from unlearn_cli.data.manifest import load_manifest
+    from unlearn_cli.diagnostics.labels import default_arch, evaluate
 
     with run.phase("load"):
         dataset = load_manifest(manifest)

@@ -11,7 +11,7 @@ import traceback
 
 import typer
 
-from ..errors import UnlearnError, one_line
+from unlearn_cli.errors import UnlearnError, one_line
 
 
 def fail(command: str, exc: BaseException, debug: bool) -> typer.Exit:

@@ -7,8 +7,8 @@ Examples:
 
 from __future__ import annotations
 
-from .options import CheckpointArg, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
-from .output import command_run, show, split_table
+from unlearn_cli.cli.options import CheckpointArg, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.output import command_run, show, split_table
 
 
 def evaluate(
@@ -24,8 +24,9 @@ def evaluate(
     """Accuracy, loss and ECE (15 bins) per split."""
     with command_run("evaluate", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
         run.preload("torch")  # timed as startup_s, outside total_s
-        from ..training import resolve_device
-        from ..workflow import evaluate_splits, load_predictor, open_checkpoint
+        from unlearn_cli.training.loop import resolve_device
+        from unlearn_cli.models.predict import evaluate_splits, load_predictor
+        from unlearn_cli.models.datasets import open_checkpoint
 
         dev = resolve_device(device)
         with run.phase("load"):

@@ -25,8 +25,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .options import CheckpointArg, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
-from .output import command_run, key_values, show, split_table
+from unlearn_cli.cli.options import CheckpointArg, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.output import command_run, key_values, show, split_table
 
 
 def forget(
@@ -72,10 +72,10 @@ def forget(
     refused: list = []
     with command_run("forget", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
         with run.startup():  # torch and the method's modules, reported as startup_s
-            from ..forgetting import ForgetJob
-            from ..forgetting import forget as run_forget
-            from ..methods.registry import get as get_method
-            from ..training import resolve_device
+            from unlearn_cli.forget.run import ForgetJob
+            from unlearn_cli.forget.run import forget as run_forget
+            from unlearn_cli.methods.registry import get as get_method
+            from unlearn_cli.training.loop import resolve_device
 
             get_method(method).preload()
 

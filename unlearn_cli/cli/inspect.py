@@ -9,8 +9,8 @@ Examples:
 
 from __future__ import annotations
 
-from .options import CheckpointArg, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
-from .output import command_run, key_values, show
+from unlearn_cli.cli.options import CheckpointArg, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.output import command_run, key_values, show
 
 
 def inspect(
@@ -24,7 +24,7 @@ def inspect(
 ) -> None:
     """Show a checkpoint's architecture, training recipe, data set and removal lineage."""
     with command_run("inspect", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
-        from ..models.checkpoint import read_header_meta
+        from unlearn_cli.models.checkpoint import read_header_meta
 
         info = read_header_meta(checkpoint)
         run.input("checkpoint", checkpoint, info["sha256"])

@@ -21,8 +21,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
-from .output import command_run, key_values, show
+from unlearn_cli.cli.options import DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.output import command_run, key_values, show
 
 
 def mark(
@@ -48,10 +48,10 @@ def mark(
     with command_run("mark", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
         import numpy as np
 
-        from ..data.ids import format_ids
-        from ..data.manifest import load_manifest
-        from ..data.marking import mark as choose
-        from ..ops.atomic import write_text
+        from unlearn_cli.data.ids import format_ids
+        from unlearn_cli.data.manifest import load_manifest
+        from unlearn_cli.marking.strategies import mark as choose
+        from unlearn_cli.ops.atomic import write_text
 
         with run.phase("load"):
             dataset = load_manifest(manifest)
@@ -59,7 +59,7 @@ def mark(
         run.input("data", dataset.data_path, dataset.data_sha256)
         meta = None
         if checkpoint is not None:
-            from ..models.checkpoint import read_header_meta
+            from unlearn_cli.models.checkpoint import read_header_meta
 
             header = read_header_meta(checkpoint)  # metadata only: no weights, no torch
             meta = header["meta"]

@@ -13,8 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
-from .output import command_run, show
+from unlearn_cli.cli.options import DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.output import command_run, show
 
 
 def methods(
@@ -30,7 +30,7 @@ def methods(
     with command_run("methods", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
         from rich.table import Table
 
-        from ..methods.registry import available, describe
+        from unlearn_cli.methods.registry import available, describe
 
         if name is None:
             found = available()

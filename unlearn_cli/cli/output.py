@@ -17,9 +17,9 @@ from typing import Any, Callable, Iterator
 from rich.console import Console
 from rich.table import Table
 
-from .. import __version__
-from ..errors import BadInput
-from .errors import fail
+from unlearn_cli import __version__
+from unlearn_cli.errors import BadInput
+from unlearn_cli.cli.errors import fail
 
 
 def _clean(value: Any) -> Any:
@@ -130,7 +130,7 @@ class Run:
     def emit(self, report: dict[str, Any]) -> None:
         """Write --report (atomically) and print the report with --json."""
         if self.report_path is not None:
-            from ..ops.atomic import write_text
+            from unlearn_cli.ops.atomic import write_text
 
             write_text(self.report_path, json.dumps(report, indent=2) + "\n")
         if self.json_out:

@@ -20,12 +20,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
-from .output import command_run, key_values, show, split_table
+from unlearn_cli.cli.options import DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.output import command_run, key_values, show, split_table
 
 
 def _widths(text: str | None) -> list[int] | None:
-    from ..errors import BadInput
+    from unlearn_cli.errors import BadInput
 
     if text is None:
         return None
@@ -68,12 +68,15 @@ def train(
     """Train a classifier on a manifest's train split and write a checkpoint."""
     with command_run("train", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
         run.preload("torch")  # timed as startup_s, outside total_s
-        from ..data.manifest import load_manifest
-        from ..models.checkpoint import save_checkpoint
-        from ..models.sidecar import save_sidecar, sidecar_path
-        from ..models.registry import get_builder
-        from ..training import default_recipe, resolve_device
-        from ..workflow import arch_spec_for, base_meta, evaluate_splits, fit, param_count
+        from unlearn_cli.data.manifest import load_manifest
+        from unlearn_cli.models.checkpoint import save_checkpoint
+        from unlearn_cli.models.sidecar import save_sidecar, sidecar_path
+        from unlearn_cli.models.registry import get_builder
+        from unlearn_cli.training.loop import default_recipe, resolve_device
+        from unlearn_cli.models.registry import arch_spec_for
+        from unlearn_cli.training.fit import base_meta, fit
+        from unlearn_cli.models.predict import evaluate_splits
+        from unlearn_cli.models.checkpoint import param_count
 
         dev = resolve_device(device)
         _check_variant(sisa_shards, sisa_slices, sisa_aggregate, track_updates)
@@ -92,7 +95,7 @@ def train(
         sidecars: dict = {}
         extra: dict = {}
         if sisa_shards is not None:
-            from ..sisa import SIDECAR, constituent_metrics, train_sisa
+            from unlearn_cli.training.sisa import SIDECAR, constituent_metrics, train_sisa
 
             slices = sisa_slices if sisa_slices is not None else 1
             aggregate = sisa_aggregate or "vote"
@@ -107,7 +110,7 @@ def train(
             predictor = _ensemble(state, meta, out, dev)
             extra["constituents"] = constituent_metrics(state, meta, dataset, dev)
         elif track_updates:
-            from ..update_log import SIDECAR, train_tracked
+            from unlearn_cli.training.update_log import SIDECAR, train_tracked
 
             with run.phase("train"), run.progress(f"training {spec['name']} (tracking updates)") as bar:
                 model, losses, log, log_meta = train_tracked(
@@ -144,7 +147,7 @@ def train(
 
 def _check_variant(shards, slices, aggregate, track_updates) -> None:
     """SISA and update tracking are alternatives; their options need --sisa-shards."""
-    from ..errors import BadInput
+    from unlearn_cli.errors import BadInput
 
     if shards is None and (slices is not None or aggregate is not None):
         option = "--sisa-slices" if slices is not None else "--sisa-aggregate"
@@ -161,7 +164,7 @@ def _check_variant(shards, slices, aggregate, track_updates) -> None:
 
 
 def _ensemble(state, meta, out, device):
-    from ..models.checkpoint import Checkpoint
-    from ..models.ensemble import load_ensemble
+    from unlearn_cli.models.checkpoint import Checkpoint
+    from unlearn_cli.models.ensemble import load_ensemble
 
     return load_ensemble(Checkpoint(state, meta, out), device)

@@ -46,6 +46,7 @@ from numbers import Integral
 from typing import BinaryIO
 
 from unlearn_cli.errors import BadInput
+from unlearn_cli.ops.digests import id_digest
 
 __all__ = [
     "Request",
@@ -53,7 +54,6 @@ __all__ = [
     "read_ids",
     "read_requests",
     "check_known",
-    "id_digest",
     "id_set_digest",
     "format_ids",
 ]
@@ -287,11 +287,6 @@ def check_known(
     if not known:
         raise BadInput("none of the requested IDs is in the train split")
     return known, unknown
-
-
-def id_digest(record_id: str) -> str:
-    """Hex sha256 of one ID: lets lineage refer to a record without storing it."""
-    return hashlib.sha256(record_id.encode("utf-8")).hexdigest()
 
 
 def id_set_digest(ids: Iterable[str]) -> str:

@@ -56,6 +56,7 @@ from typing import Any, NoReturn
 import numpy as np
 import yaml
 
+from unlearn_cli.ops.digests import file_sha256
 from unlearn_cli.errors import BadInput, one_line
 
 TOP_KEYS = ("name", "num_classes", "data", "splits", "input_shape", "normalize",
@@ -72,15 +73,6 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # How many names an error message lists before summarising the rest: keeps the
 # message readable on one terminal line for files with thousands of columns.
 _MAX_LISTED = 20
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Streaming sha256 hex digest of a file's bytes (constant memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(eq=False)  # eq over numpy arrays is ill-defined; identity is enough

@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadInput
-from ..metrics import ECE_BINS, ece
+from unlearn_cli.errors import BadInput
+from unlearn_cli.models.predict import ECE_BINS, ece
 
 PROB_FLOOR = 1e-12  # keeps log p finite in the NLL of a confidently wrong prediction
 
@@ -233,10 +233,10 @@ def calibrate(checkpoint: Any, dataset: Any, *, device: Any = "cpu",
               settings: CalibrationSettings | None = None) -> CalibrationResult:
     import torch
 
-    from ..influence.curvature import CurvatureSettings
-    from ..influence.engine import InfluenceEngine
-    from ..influence.patch import PatchSettings, puma_patch
-    from ..influence.scores import psi
+    from unlearn_cli.influence.curvature import CurvatureSettings
+    from unlearn_cli.influence.engine import InfluenceEngine
+    from unlearn_cli.influence.patch import PatchSettings, puma_patch
+    from unlearn_cli.influence.scores import psi
 
     settings = settings or CalibrationSettings()
     settings.validate()

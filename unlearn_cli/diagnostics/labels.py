@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import BadInput
+from unlearn_cli.errors import BadInput
 
 FRACTIONS = (0.05, 0.10, 0.20, 0.30, 0.50)  # shares of the data inspected, as in Figure 4
 
@@ -161,8 +161,9 @@ def algorithm2_order(influence: np.ndarray, confidence: np.ndarray, k: int) -> t
 def _probabilities(checkpoint: Any, dataset: Any, rows: np.ndarray, device: Any) -> np.ndarray:
     import torch
 
-    from ..metrics import predict_logits
-    from ..workflow import load_predictor, tensors
+    from unlearn_cli.models.predict import predict_logits
+    from unlearn_cli.models.predict import load_predictor
+    from unlearn_cli.data.tensors import tensors
 
     predictor = load_predictor(checkpoint, device)
     x, _ = tensors(dataset, rows, device)
@@ -174,8 +175,8 @@ def _given_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def _engine(checkpoint: Any, dataset: Any, device: Any, settings: RankSettings):
-    from ..influence.curvature import CurvatureSettings
-    from ..influence.engine import InfluenceEngine
+    from unlearn_cli.influence.curvature import CurvatureSettings
+    from unlearn_cli.influence.engine import InfluenceEngine
 
     curvature = CurvatureSettings(solver=settings.solver, damping=settings.damping, seed=settings.seed)
     return InfluenceEngine.build(checkpoint, dataset, device=device, criterion=settings.criterion,
@@ -183,7 +184,7 @@ def _engine(checkpoint: Any, dataset: Any, device: Any, settings: RankSettings):
 
 
 def _rank_puma(checkpoint, dataset, rows, device, settings, probs):
-    from ..influence.scores import psi
+    from unlearn_cli.influence.scores import psi
 
     engine = _engine(checkpoint, dataset, device, settings)
     x, y = engine.rows(rows)
@@ -196,9 +197,9 @@ def _rank_puma(checkpoint, dataset, rows, device, settings, probs):
 
 
 def _rank_grad_dot(checkpoint, dataset, rows, device, settings, probs):
-    from ..influence.criteria import Objective, get_criterion
-    from ..influence.scores import FunctionalModel, criterion_grad, psi
-    from ..workflow import tensors
+    from unlearn_cli.influence.criteria import Objective, get_criterion
+    from unlearn_cli.influence.scores import FunctionalModel, criterion_grad, psi
+    from unlearn_cli.data.tensors import tensors
 
     fmodel = FunctionalModel.of(checkpoint.build_model(device))
     objective = Objective(weight_decay=float(checkpoint.training.get("weight_decay", 0.0)))
@@ -212,8 +213,8 @@ def _rank_grad_dot(checkpoint, dataset, rows, device, settings, probs):
 def _rank_self_influence(checkpoint, dataset, rows, device, settings, probs):
     import torch
 
-    from ..influence.curvature import ExactSolver
-    from ..influence.scores import per_record_grads
+    from unlearn_cli.influence.curvature import ExactSolver
+    from unlearn_cli.influence.scores import per_record_grads
 
     engine = _engine(checkpoint, dataset, device, settings)
     x, y = engine.rows(rows)
@@ -349,10 +350,12 @@ def evaluate(
     under their own labels with changed settings, e.g.
     ``{"puma (C=cross-entropy)": ("puma", {"criterion": "cross-entropy"})}``.
     """
-    from ..metrics import predict_logits
-    from ..models.checkpoint import Checkpoint
-    from ..training import default_recipe
-    from ..workflow import arch_spec_for, base_meta, fit, tensors
+    from unlearn_cli.models.predict import predict_logits
+    from unlearn_cli.models.checkpoint import Checkpoint
+    from unlearn_cli.training.loop import default_recipe
+    from unlearn_cli.models.registry import arch_spec_for
+    from unlearn_cli.training.fit import base_meta, fit
+    from unlearn_cli.data.tensors import tensors
 
     runs = [(name, name, {}) for name in rankers]
     runs += [(label, ranker, overrides) for label, (ranker, overrides) in (variants or {}).items()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from ..errors import BadInput
+from unlearn_cli.errors import BadInput
 
 INSTALL_HINT = "pip install 'unlearn-cli[plots]'"
 

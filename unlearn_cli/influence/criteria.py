@@ -89,7 +89,7 @@ CRITERIA = {c.name: c for c in (CrossEntropy, SoftError, SoftECE)}
 
 
 def get_criterion(name: str) -> Criterion:
-    from ..errors import BadInput
+    from unlearn_cli.errors import BadInput
 
     if name not in CRITERIA:
         raise BadInput(f"unknown criterion '{name}'; choose one of: {', '.join(CRITERIA)}")

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import grad, jvp, vmap
 
-from ..errors import BadInput
-from .scores import FunctionalModel, chunks
+from unlearn_cli.errors import BadInput
+from unlearn_cli.influence.scores import FunctionalModel, chunks
 
 SOLVERS = ("auto", "exact", "cg", "lissa", "kfac", "ekfac")
 DUAL_MAX_ENTRIES = 50_000_000  # rows x parameters of U held for the dual form (400 MB in float64)
@@ -146,7 +146,7 @@ def ggn_rows(fmodel: FunctionalModel, x: torch.Tensor, chunk: int = 512) -> Iter
     kfac.py); layers the hooks do not know fall back to batched Jacobians
     (vmap(jacrev)), which are slower.
     """
-    from .kfac import pseudo_gradients
+    from unlearn_cli.influence.kfac import pseudo_gradients
 
     P = fmodel.size
     n = len(x)
@@ -371,7 +371,7 @@ def build_solver(settings: CurvatureSettings, fmodel: FunctionalModel, x, y, cac
         return CGSolver(settings, curvature_matvec(settings, fmodel, x, y))
     if solver == "lissa":
         return LissaSolver(settings, fmodel, x, y)
-    from .kfac import KFACSolver
+    from unlearn_cli.influence.kfac import KFACSolver
 
     return KFACSolver(settings, fmodel, x, y, eigen_correction=(solver == "ekfac"), cached=cached)
 

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..training import pick_threads
-from ..workflow import tensors
-from ..models.sidecar import load_sidecar, save_sidecar, sidecar_path
-from .criteria import Criterion, Objective, get_criterion
-from .curvature import CurvatureSettings, Solver, build_solver, curvature_matvec, relative_residual
-from .scores import FunctionalModel, criterion_grad
+from unlearn_cli.training.loop import pick_threads
+from unlearn_cli.data.tensors import tensors
+from unlearn_cli.models.sidecar import load_sidecar, save_sidecar, sidecar_path
+from unlearn_cli.influence.criteria import Criterion, Objective, get_criterion
+from unlearn_cli.influence.curvature import CurvatureSettings, Solver, build_solver, curvature_matvec, relative_residual
+from unlearn_cli.influence.scores import FunctionalModel, criterion_grad
 
 RESIDUAL_SAMPLE = 256  # records for the reported residual of factorised solves (a full pass would cost an epoch)
 

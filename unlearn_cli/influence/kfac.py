@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import BadInput
-from .curvature import CurvatureSettings, Solver
-from .scores import FunctionalModel, chunks
+from unlearn_cli.errors import BadInput
+from unlearn_cli.influence.curvature import CurvatureSettings, Solver
+from unlearn_cli.influence.scores import FunctionalModel, chunks
 
 BATCH = 512
 

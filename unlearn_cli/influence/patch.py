@@ -23,10 +23,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .criteria import Criterion, Objective
-from .curvature import Solver
-from .reweight import reweight
-from .scores import FunctionalModel, criterion_value, psi, weighted_grad
+from unlearn_cli.influence.criteria import Criterion, Objective
+from unlearn_cli.influence.curvature import Solver
+from unlearn_cli.influence.reweight import reweight
+from unlearn_cli.influence.scores import FunctionalModel, criterion_value, psi, weighted_grad
 
 
 @dataclass
@@ -139,7 +139,7 @@ def puma_patch(
     residual = None
     if residual_matvec is not None:
         t0 = time.perf_counter()
-        from .curvature import relative_residual
+        from unlearn_cli.influence.curvature import relative_residual
 
         residual = relative_residual(residual_matvec, direction, b)
         timings["residual_s"] = time.perf_counter() - t0

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import BadInput
+from unlearn_cli.errors import BadInput
 
 
 @dataclass

@@ -21,7 +21,7 @@ try:  # functorch's jvp imports this on first use; its one-off JIT set-up (~0.25
 except ImportError:  # pragma: no cover - a private module; only the timing depends on it
     pass
 
-from .criteria import Criterion, Objective
+from unlearn_cli.influence.criteria import Criterion, Objective
 
 Params = dict[str, torch.Tensor]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import field
 from typing import Any, Callable
 
-from ..errors import BadInput
+from unlearn_cli.errors import BadInput
 
 
 def opt(default: Any, doc: str, **extra: Any):
@@ -47,7 +47,7 @@ def load_model(request: Any):
 
 
 def rows_xy(request: Any, rows: Any):
-    from ..workflow import tensors
+    from unlearn_cli.data.tensors import tensors
 
     return tensors(request.dataset, rows, request.device)
 
@@ -65,7 +65,7 @@ def sgd(params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
 def recipe_for(epochs: int, batch_size: int, lr: float, seed: int, weight_decay: float = 0.0,
                momentum: float = 0.9):
     """A Recipe for ``train_model``: the method's own epochs, batch size and schedule seed."""
-    from ..training import Recipe
+    from unlearn_cli.training.loop import Recipe
 
     return Recipe(optimizer="sgd", lr=lr, epochs=int(epochs), batch_size=int(batch_size),
                   weight_decay=weight_decay, momentum=momentum, seed=int(seed))

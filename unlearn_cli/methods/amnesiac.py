@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from ..errors import BadInput
-from ._shared import non_negative, opt, positive
-from .base import Method, Outcome, Request
+from unlearn_cli.errors import BadInput
+from unlearn_cli.methods._shared import non_negative, opt, positive
+from unlearn_cli.methods.base import Method, Outcome, Request
 
 
 @dataclass
@@ -50,8 +50,8 @@ class Amnesiac(Method):
     def forget(self, request: Request, config: AmnesiacConfig) -> Outcome:
         import numpy as np
 
-        from ..models.sidecar import load_sidecar, sidecar_path
-        from ..update_log import SIDECAR, batches_holding, check_log, pruned_log, subtract
+        from unlearn_cli.models.sidecar import load_sidecar, sidecar_path
+        from unlearn_cli.training.update_log import SIDECAR, batches_holding, check_log, pruned_log, subtract
 
         ckpt = request.checkpoint
         t0 = time.perf_counter()
@@ -98,9 +98,9 @@ class Amnesiac(Method):
     def _repair(self, request: Request, config: AmnesiacConfig, state: dict, timings: dict) -> dict:
         from dataclasses import replace
 
-        from ..models.registry import build
-        from ..training import Recipe, train_model
-        from ._shared import progress_hook, rows_xy, snapshot
+        from unlearn_cli.models.registry import build
+        from unlearn_cli.training.loop import Recipe, train_model
+        from unlearn_cli.methods._shared import progress_hook, rows_xy, snapshot
 
         t0 = time.perf_counter()
         recipe = Recipe.from_dict(request.checkpoint.training)

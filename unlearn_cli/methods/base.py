@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, get_type_hints
 
-from ..errors import BadInput
+from unlearn_cli.errors import BadInput
 
 REQUIREMENTS = ("plain", "sisa", "update-log")
 

@@ -30,9 +30,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..errors import BadInput
-from ._shared import opt, positive
-from .base import Method, Outcome, Request
+from unlearn_cli.errors import BadInput
+from unlearn_cli.methods._shared import opt, positive
+from unlearn_cli.methods.base import Method, Outcome, Request
 
 SMALL_DATA_NOTE = (
     " The fine-tuning budget is counted in epochs over the forget records: a class of a few hundred records "
@@ -84,7 +84,7 @@ def _class_summary(request: Request, y_forget) -> dict:
     """Which classes the request covers, and whether it removes any class entirely."""
     import numpy as np
 
-    from ._shared import per_class_counts
+    from unlearn_cli.methods._shared import per_class_counts
 
     ds = request.dataset
     classes = np.unique(y_forget)
@@ -135,9 +135,9 @@ class BoundaryShrink(Method):
     Config = ShrinkConfig
 
     def forget(self, request: Request, config: ShrinkConfig) -> Outcome:
-        from ..training import train_model
-        from ._shared import load_model, progress_hook, rows_xy, sgd, single_model, snapshot, stale_log
-        from ._shared import recipe_for
+        from unlearn_cli.training.loop import train_model
+        from unlearn_cli.methods._shared import load_model, progress_hook, rows_xy, sgd, single_model, snapshot, stale_log
+        from unlearn_cli.methods._shared import recipe_for
 
         single_model(request, self.name)
         t0 = time.perf_counter()
@@ -151,7 +151,7 @@ class BoundaryShrink(Method):
         train_model(model, x, nbi, recipe, device=request.device, optimizer=optimizer,
                     progress=progress_hook(request, "boundary-shrink"))
         method_s = time.perf_counter() - t0
-        from ._shared import per_class_counts
+        from unlearn_cli.methods._shared import per_class_counts
 
         metrics = {
             **_class_summary(request, y.cpu().numpy()),
@@ -185,9 +185,9 @@ class BoundaryExpand(Method):
     def forget(self, request: Request, config: ExpandConfig) -> Outcome:
         import torch
 
-        from ..models.registry import build
-        from ..training import train_model
-        from ._shared import progress_hook, recipe_for, rows_xy, sgd, single_model, stale_log
+        from unlearn_cli.models.registry import build
+        from unlearn_cli.training.loop import train_model
+        from unlearn_cli.methods._shared import progress_hook, recipe_for, rows_xy, sgd, single_model, stale_log
 
         single_model(request, self.name)
         ckpt = request.checkpoint

@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..errors import BadInput
-from ._shared import non_negative, opt, positive
-from .base import Method, Outcome, Request
+from unlearn_cli.errors import BadInput
+from unlearn_cli.methods._shared import non_negative, opt, positive
+from unlearn_cli.methods.base import Method, Outcome, Request
 
 
 @dataclass
@@ -50,8 +50,8 @@ class Finetune(Method):
     Config = FinetuneConfig
 
     def forget(self, request: Request, config: FinetuneConfig) -> Outcome:
-        from ..training import steps_per_epoch, train_model
-        from ._shared import (cosine_per_epoch, load_model, progress_hook, recipe_for, rows_xy, sgd,
+        from unlearn_cli.training.loop import steps_per_epoch, train_model
+        from unlearn_cli.methods._shared import (cosine_per_epoch, load_model, progress_hook, recipe_for, rows_xy, sgd,
                               single_model, snapshot, stale_log)
 
         single_model(request, self.name)

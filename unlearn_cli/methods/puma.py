@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..errors import BadInput
-from .base import Method, Outcome, Request
+from unlearn_cli.errors import BadInput
+from unlearn_cli.methods.base import Method, Outcome, Request
 
 
 def _opt(default, doc, **extra):
@@ -85,11 +85,11 @@ class Puma(Method):
     Config = PumaConfig
 
     def preload(self) -> None:
-        from ..influence import engine, patch  # noqa: F401
+        from unlearn_cli.influence import engine, patch  # noqa: F401
 
     def forget(self, request: Request, config: PumaConfig) -> Outcome:
-        from ..influence.engine import InfluenceEngine
-        from ..influence.patch import PatchSettings, puma_patch
+        from unlearn_cli.influence.engine import InfluenceEngine
+        from unlearn_cli.influence.patch import PatchSettings, puma_patch
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()

@@ -6,8 +6,8 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from ..errors import BadInput
-from .base import Method, options
+from unlearn_cli.errors import BadInput
+from unlearn_cli.methods.base import Method, options
 
 GROUP = "unlearn.methods"
 

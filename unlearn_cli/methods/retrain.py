@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .base import Method, Outcome, Request
+from unlearn_cli.methods.base import Method, Outcome, Request
 
 
 @dataclass
@@ -37,9 +37,9 @@ class Retrain(Method):
     def forget(self, request: Request, config: RetrainConfig) -> Outcome:
         from dataclasses import replace
 
-        from ..training import Recipe
-        from ..workflow import fit
-        from ._shared import progress_hook, snapshot, stale_log
+        from unlearn_cli.training.loop import Recipe
+        from unlearn_cli.training.fit import fit
+        from unlearn_cli.methods._shared import progress_hook, snapshot, stale_log
 
         ckpt = request.checkpoint
         t0 = time.perf_counter()
@@ -58,8 +58,8 @@ class Retrain(Method):
         )
 
     def _retrain_sisa(self, request: Request, t0: float) -> Outcome:
-        from ..sisa import SIDECAR, forget_sisa
-        from ._shared import progress_hook
+        from unlearn_cli.training.sisa import SIDECAR, forget_sisa
+        from unlearn_cli.methods._shared import progress_hook
 
         done = forget_sisa(request.checkpoint, request.dataset, request.forget_rows, None, device=request.device,
                            progress=progress_hook(request, "retrain"), warn=request.warn, retrain_all=True)

@@ -22,9 +22,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..errors import BadInput
-from ._shared import non_negative, opt, positive
-from .base import Method, Outcome, Request
+from unlearn_cli.errors import BadInput
+from unlearn_cli.methods._shared import non_negative, opt, positive
+from unlearn_cli.methods.base import Method, Outcome, Request
 
 
 @dataclass
@@ -103,8 +103,8 @@ class Salun(Method):
     def forget(self, request: Request, config: SalunConfig) -> Outcome:
         import torch
 
-        from ..training import train_model
-        from ._shared import load_model, progress_hook, recipe_for, rows_xy, sgd, single_model, snapshot, stale_log
+        from unlearn_cli.training.loop import train_model
+        from unlearn_cli.methods._shared import load_model, progress_hook, recipe_for, rows_xy, sgd, single_model, snapshot, stale_log
 
         single_model(request, self.name)
         classes = int(request.dataset.num_classes)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .base import Method, Outcome, Request
+from unlearn_cli.methods.base import Method, Outcome, Request
 
 
 @dataclass
@@ -42,9 +42,9 @@ class Sisa(Method):
     Config = SisaConfig
 
     def forget(self, request: Request, config: SisaConfig) -> Outcome:
-        from ..models.sidecar import load_sidecar, sidecar_path
-        from ..sisa import SIDECAR, forget_sisa
-        from ._shared import progress_hook
+        from unlearn_cli.models.sidecar import load_sidecar, sidecar_path
+        from unlearn_cli.training.sisa import SIDECAR, forget_sisa
+        from unlearn_cli.methods._shared import progress_hook
 
         ckpt = request.checkpoint
         t0 = time.perf_counter()

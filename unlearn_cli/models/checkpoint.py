@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput
+from unlearn_cli.errors import BadInput
 
 FORMAT = 1
 META_KEY = "unlearn"
@@ -61,7 +61,7 @@ class Checkpoint:
 
     def build_model(self, device: str = "cpu"):
         """Rebuild the module and load the weights, in eval mode."""
-        from .registry import build
+        from unlearn_cli.models.registry import build
 
         model = build(self.arch)
         try:
@@ -75,14 +75,6 @@ class Checkpoint:
                 f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
             )
         return model.to(device).eval()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_header(path: Path, data: bytes) -> dict[str, Any]:
@@ -177,7 +169,7 @@ def verify_file(path: Path) -> None:
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], meta: dict[str, Any]) -> str:
     """Atomically write a verified checkpoint; return its sha256."""
-    from ..ops.atomic import write_bytes
+    from unlearn_cli.ops.atomic import write_bytes
 
     return write_bytes(path, checkpoint_bytes(state, meta), verify=verify_file)
 
@@ -210,3 +202,10 @@ def read_header_meta(path: str | os.PathLike) -> dict[str, Any]:
         if k != "__metadata__" and str(v.get("dtype", "")).startswith(("F", "BF")) and not is_buffer_name(k)
     )
     return {"meta": meta, "tensors": tensors, "parameters": int(params), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def param_count(state: dict[str, Any]) -> int:
+    """Trainable parameters (BatchNorm running statistics excluded)."""
+    from unlearn_cli.models.checkpoint import is_buffer_name
+
+    return int(sum(t.numel() for k, t in state.items() if t.is_floating_point() and not is_buffer_name(k)))

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..errors import BadInput
+from unlearn_cli.errors import BadInput
 
 #: Add-1/2 (Jeffreys) smoothing of vote shares.
 VOTE_SMOOTHING = 0.5
@@ -58,8 +59,8 @@ class SisaEnsemble(nn.Module):
 
 def load_ensemble(ckpt: Any, device: Any = "cpu") -> SisaEnsemble:
     """The aggregated predictor of a SISA checkpoint (eval mode)."""
-    from ..sisa import live_shards, unprefixed
-    from .registry import build
+    from unlearn_cli.models.ensemble import live_shards, unprefixed
+    from unlearn_cli.models.registry import build
 
     if ckpt.kind != "sisa":
         raise BadInput(f"{ckpt.path}: checkpoint kind '{ckpt.kind}' has no ensemble predictor")
@@ -79,3 +80,37 @@ def load_ensemble(ckpt: Any, device: Any = "cpu") -> SisaEnsemble:
     if num_classes is None:
         raise BadInput(f"{ckpt.path}: arch entry lacks num_classes")
     return SisaEnsemble(models, sisa.get("aggregate", "vote"), num_classes).to(device).eval()
+
+
+def prefixed(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}{k}": v for k, v in state.items()}
+
+
+def unprefixed(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def read_meta(ckpt) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """(shards, slices, assignment, removed) from a SISA checkpoint, validated."""
+    sisa = ckpt.meta.get("sisa") or {}
+    try:
+        shards, slices = int(sisa["shards"]), int(sisa["slices"])
+        assignment = np.asarray(sisa["assignment"], dtype=np.int64).reshape(-1, 2)
+        removed = np.asarray(sisa.get("removed", []), dtype=np.int64).reshape(-1)
+    except (KeyError, TypeError, ValueError):
+        raise BadInput(f"{ckpt.path}: SISA checkpoint has no valid 'sisa' metadata (shards, slices, assignment)") from None
+    n_train = int(ckpt.dataset.get("n_train", len(assignment)))
+    if len(assignment) != n_train:
+        raise BadInput(f"{ckpt.path}: sisa.assignment covers {len(assignment)} records, the data set has {n_train}")
+    if len(assignment) and (assignment[:, 0].max() >= shards or assignment[:, 1].max() >= slices or assignment.min() < 0):
+        raise BadInput(f"{ckpt.path}: sisa.assignment names shards/slices outside {shards} x {slices}")
+    return shards, slices, assignment, removed
+
+
+def live_shards(ckpt) -> list[int]:
+    """Shards that still hold at least one record (the others drop out of the aggregate)."""
+    shards, _, assignment, removed = read_meta(ckpt)
+    keep = np.ones(len(assignment), dtype=bool)
+    keep[removed] = False
+    counts = np.bincount(assignment[keep, 0], minlength=shards)
+    return [i for i in range(shards) if counts[i] > 0]

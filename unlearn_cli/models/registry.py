@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import BadInput
+from unlearn_cli.errors import BadInput
+
+if TYPE_CHECKING:
+    from unlearn_cli.data.manifest import Dataset
 
 GROUP = "unlearn.architectures"
 
@@ -57,3 +60,19 @@ def make_spec(name: str, input_shape: tuple[int, ...], num_classes: int, **kwarg
         "name": name,
         "kwargs": {"input_shape": list(input_shape), "num_classes": int(num_classes), **kwargs},
     }
+
+
+def arch_spec_for(dataset: Dataset, arch: str, hidden: list[int] | None, activation: str | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if arch == "mlp":
+        kwargs["hidden"] = list(hidden) if hidden is not None else [64, 32]
+        kwargs["activation"] = activation or "relu"
+    elif hidden is not None or activation is not None:
+        option = "--hidden" if hidden is not None else "--activation"
+        raise BadInput(f"{option} applies to --arch mlp only, not '{arch}'")
+    if arch in ("cnn", "densenet") and len(dataset.input_shape) != 3:
+        raise BadInput(
+            f"--arch {arch} needs image data with input_shape [channels, height, width]; "
+            f"{dataset.manifest_path.name} has input shape {list(dataset.input_shape)}"
+        )
+    return make_spec(arch, dataset.input_shape, dataset.num_classes, **kwargs)

@@ -42,7 +42,7 @@ def load_sidecar(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
 def save_sidecar(path: Path, tensors: dict[str, Any], key: dict[str, Any], extra: dict[str, str] | None = None) -> str:
     from safetensors.torch import save
 
-    from ..ops.atomic import write_bytes
+    from unlearn_cli.ops.atomic import write_bytes
 
     data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
                 metadata={"key": _canonical(key), **(extra or {})})

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..errors import BadInput
+from unlearn_cli.errors import BadInput
 
 
 def fsync_dir(directory: Path) -> None:

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..errors import BadInput
-from .atomic import fsync_dir
+from unlearn_cli.errors import BadInput
+from unlearn_cli.ops.atomic import fsync_dir
 
 #: Version of the line layout, written in every line as ``"ledger"``.
 LEDGER_FORMAT = 1
@@ -167,7 +167,7 @@ def append_line(path: str | os.PathLike, entry: dict[str, Any]) -> None:
 
 def write_journal(ledger: str | os.PathLike, entry: dict[str, Any], output: str | os.PathLike) -> Path:
     """Record the line a run is about to append, before it publishes ``output``."""
-    from .atomic import write_text
+    from unlearn_cli.ops.atomic import write_text
 
     path = journal_path(ledger)
     write_text(path, json.dumps({"output": os.path.abspath(output), "entry": entry}) + "\n")
@@ -216,6 +216,6 @@ def recover_journal(ledger: str | os.PathLike, sha256_of: Callable[[Path], str |
 
 def removed_digests(ids: Iterable[str]) -> list[str]:
     """Sorted sha256 of each ID: what the ledger records instead of the IDs."""
-    from ..data.ids import id_digest
+    from unlearn_cli.ops.digests import id_digest
 
     return sorted(id_digest(i) for i in ids)

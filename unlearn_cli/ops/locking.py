@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from ..errors import BadInput, LockHeld
+from unlearn_cli.errors import BadInput, LockHeld
 
 try:  # POSIX only
     import fcntl

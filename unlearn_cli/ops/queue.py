@@ -21,8 +21,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BadInput
-from .atomic import fsync_dir
+from unlearn_cli.errors import BadInput
+from unlearn_cli.ops.atomic import fsync_dir
 
 DONE = "done"
 FAILED = "failed"
@@ -93,7 +93,7 @@ def settle(directory: Path, item: QueuedFile, outcome: str, reason: str | None =
     folder.mkdir(exist_ok=True)
     target = _free_name(folder, item.name)
     if reason is not None:
-        from .atomic import write_text
+        from unlearn_cli.ops.atomic import write_text
 
         write_text(target.with_name(target.name + ".reason"), " ".join(reason.split()) + "\n")
     os.replace(item.path, target)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import BadInput
+from unlearn_cli.errors import BadInput
 
 # Defaults per architecture; each one trains the shipped sample data in seconds
 # (tabular/synthetic) or about a minute (mnist-5k) on two CPU cores.
@@ -105,7 +105,7 @@ def pick_threads(model: nn.Module) -> None:
 
 def init_model(arch_spec: dict[str, Any], seed: int) -> nn.Module:
     """Build a freshly initialised module; the seed fixes the initial weights."""
-    from .models.registry import build
+    from unlearn_cli.models.registry import build
 
     torch.manual_seed(seed)
     return build(arch_spec)

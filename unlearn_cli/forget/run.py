@@ -34,19 +34,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import __version__
-from .data.ids import Request, check_known, id_digest, id_set_digest, parse_ids, read_ids
-from .errors import BadInput, GateFailed
-from .methods.base import Outcome, config_dict, parse_config, parse_sets
-from .methods.base import Request as MethodRequest
-from .methods.registry import get as get_method
-from .ops import queue as queue_ops
-from .ops.faults import crash_point
-from .ops.ledger import (
+from unlearn_cli import __version__
+from unlearn_cli.data.ids import Request, check_known, id_set_digest, parse_ids, read_ids
+from unlearn_cli.ops.digests import id_digest
+from unlearn_cli.errors import BadInput, GateFailed
+from unlearn_cli.methods.base import Outcome, config_dict, parse_config, parse_sets
+from unlearn_cli.methods.base import Request as MethodRequest
+from unlearn_cli.methods.registry import get as get_method
+from unlearn_cli.ops import queue as queue_ops
+from unlearn_cli.ops.faults import crash_point
+from unlearn_cli.ops.ledger import (
     LEDGER_FORMAT, append_line, clear_journal, default_ledger, journal_path, read_ledger, recover_journal,
     write_journal,
 )
-from .ops.locking import hold_locks, lock_path_for
+from unlearn_cli.ops.locking import hold_locks, lock_path_for
 
 HOW_TO_TRAIN = {
     "sisa": "train one with: unlearn train MANIFEST --sisa-shards 5 --sisa-slices 4 --out CKPT",
@@ -112,7 +113,7 @@ def check_requirement(method: Any, ckpt: Any) -> None:
 
 
 def split_metrics(predict: Callable, dataset: Any, rows: dict[str, Any], device: Any) -> dict[str, Any]:
-    from .workflow import evaluate_rows
+    from unlearn_cli.models.predict import evaluate_rows
 
     return {name: evaluate_rows(predict, dataset, idx, device) for name, idx in rows.items()}
 
@@ -239,7 +240,7 @@ def _remove_stale_temps(*targets: Path) -> None:
 
 
 def _sha_or_none(path: Path) -> str | None:
-    from .models.checkpoint import file_sha256
+    from unlearn_cli.ops.digests import file_sha256
 
     try:
         return file_sha256(path)
@@ -254,7 +255,7 @@ def choose_base(job: ForgetJob, targets: Targets, warn: Callable[[str], None]) -
     input (an earlier run of this queue made it), the run continues from that
     output: starting again from the input would drop the removals it holds.
     """
-    from .models.checkpoint import read_header_meta
+    from unlearn_cli.models.checkpoint import read_header_meta
 
     checkpoint = Path(job.checkpoint)
     out = targets.out
@@ -300,8 +301,9 @@ def _forget_locked(job: ForgetJob, method: Any, config: Any, targets: Targets, r
     import numpy as np
     import torch
 
-    from .models.checkpoint import load_checkpoint
-    from .workflow import dataset_for, load_predictor
+    from unlearn_cli.models.checkpoint import load_checkpoint
+    from unlearn_cli.models.datasets import dataset_for
+    from unlearn_cli.models.predict import load_predictor
 
     base = choose_base(job, targets, warn)
     ckpt = load_checkpoint(base)
@@ -375,7 +377,7 @@ def _forget_locked(job: ForgetJob, method: Any, config: Any, targets: Targets, r
     if bad:
         raise BadInput(f"method '{job.method}' produced non-finite weights (tensor '{bad[0]}'); nothing was written")
     meta = _child_meta(ckpt, dataset, targets.out, job.method, config, new, request.sha256, outcome)
-    from .models.checkpoint import Checkpoint
+    from unlearn_cli.models.checkpoint import Checkpoint
 
     new_ckpt = Checkpoint(outcome.state, meta, targets.out, None)
     t1 = time.perf_counter()
@@ -426,8 +428,8 @@ def _short(split_metrics_: dict[str, Any]) -> dict[str, Any]:
 
 def _ledger_entry(run: _RunFacts, status: str, output: dict[str, Any],
                   metrics: dict[str, Any] | None = None) -> dict[str, Any]:
-    from .ops.ledger import removed_digests
-    from .workflow import utc_now
+    from unlearn_cli.ops.ledger import removed_digests
+    from unlearn_cli.ops.clock import utc_now
 
     request = run.requests.request
     return {
@@ -462,9 +464,9 @@ def _ledger_entry(run: _RunFacts, status: str, output: dict[str, Any],
 def _publish(run: _RunFacts, outcome: Outcome, meta: dict[str, Any], before: dict[str, Any],
              after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Sidecars, checkpoint (temp, verified), journal, rename, ledger line: in that order."""
-    from .models.checkpoint import checkpoint_bytes, verify_file
-    from .models.sidecar import save_sidecar, sidecar_path
-    from .ops.atomic import write_bytes
+    from unlearn_cli.models.checkpoint import checkpoint_bytes, verify_file
+    from unlearn_cli.models.sidecar import save_sidecar, sidecar_path
+    from unlearn_cli.ops.atomic import write_bytes
 
     out, ledger = run.targets.out, run.targets.ledger
     data = checkpoint_bytes(outcome.state, meta)
@@ -588,8 +590,8 @@ def _fields(run: _RunFacts, status: str, outputs: dict[str, Any], entry: dict[st
 def _child_meta(ckpt: Any, dataset: Any, out: Path, method: str, config: Any, ids: list[str], request_sha: str,
                 outcome: Outcome) -> dict[str, Any]:
     """The new checkpoint's metadata: the parent's plus one lineage entry (no raw IDs)."""
-    from .models.checkpoint import relative_manifest
-    from .workflow import utc_now
+    from unlearn_cli.models.checkpoint import relative_manifest
+    from unlearn_cli.ops.clock import utc_now
 
     meta = {k: v for k, v in ckpt.meta.items() if k not in ("metrics",)}
     meta.update(outcome.meta_updates)

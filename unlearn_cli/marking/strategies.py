@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadInput
-from .manifest import Dataset
+from unlearn_cli.errors import BadInput
+from unlearn_cli.data.manifest import Dataset
 
 STRATEGIES = ("cluster", "random", "class", "ordered")
 PICKS = ("smallest", "largest", "median")
@@ -232,7 +232,7 @@ def batch_membership(n: int, batch_size: int, epochs: int, seed: int) -> np.ndar
 
     Replays ``training.batch_schedule``, the one source of the batch order.
     """
-    from ..training import batch_schedule
+    from unlearn_cli.training.loop import batch_schedule
 
     member = np.empty((n, epochs), dtype=np.int64)
     for epoch, step, positions in batch_schedule(n, batch_size, epochs, seed):
@@ -312,7 +312,7 @@ def _first_batches(member: np.ndarray, k: int) -> np.ndarray:
 
 
 def _ordered_plain(meta: dict[str, Any], n_train: int, k: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
-    from ..training import Recipe
+    from unlearn_cli.training.loop import Recipe
 
     recipe = Recipe.from_dict(meta.get("training", {}))
     if recipe.epochs < 1:

@@ -39,22 +39,17 @@ The library reports progress through callbacks; it never prints.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
 
-from .errors import BadInput
+from unlearn_cli.errors import BadInput
+from unlearn_cli.models.ensemble import prefixed, read_meta, unprefixed
+from unlearn_cli.ops.digests import derive_seed
 
 AGGREGATES = ("vote", "mean")
 SIDECAR = "sisa-slices"
-
-
-def derive_seed(seed: int, role: str, *index: int) -> int:
-    """A stable 31-bit seed per (recipe seed, role, shard[, slice])."""
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(role.encode()), *map(int, index)])
-    return int(state.generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def epochs_per_slice(epochs: int, slices: int) -> list[int]:
@@ -90,14 +85,6 @@ def slice_positions(assignment: np.ndarray, shard: int, slices: int, removed: np
     return [np.flatnonzero(in_shard & (assignment[:, 1] == r)) for r in range(slices)]
 
 
-def prefixed(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
-    return {f"{prefix}{k}": v for k, v in state.items()}
-
-
-def unprefixed(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-
 def _snapshot(model) -> dict[str, Any]:
     return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
 
@@ -126,7 +113,7 @@ def train_constituent(
     """
     import torch
 
-    from .training import init_model, train_model
+    from unlearn_cli.training.loop import init_model, train_model
 
     slices = len(positions)
     epochs = epochs_per_slice(recipe.epochs, slices)
@@ -157,7 +144,7 @@ class SisaTrained:
 
 
 def _train_tensors(dataset, device):
-    from .workflow import tensors
+    from unlearn_cli.data.tensors import tensors
 
     return tensors(dataset, dataset.train_indices(), device)
 
@@ -211,8 +198,8 @@ def train_sisa(dataset, arch: dict[str, Any], recipe, shards: int, slices: int, 
 
 def constituent_metrics(state: dict[str, Any], meta: dict[str, Any], dataset, device="cpu") -> list[dict[str, Any]]:
     """Each constituent's own test accuracy: how weak the shard-trained learners are."""
-    from .models.registry import build
-    from .workflow import evaluate_rows
+    from unlearn_cli.models.registry import build
+    from unlearn_cli.models.predict import evaluate_rows
 
     rows = []
     for shard, records in enumerate(meta["sisa"]["shard_records"]):
@@ -221,32 +208,6 @@ def constituent_metrics(state: dict[str, Any], meta: dict[str, Any], dataset, de
         test = evaluate_rows(model.to(device).eval(), dataset, dataset.test_indices(), device)
         rows.append({"shard": shard, "records": records, "test_accuracy": test["accuracy"]})
     return rows
-
-
-def read_meta(ckpt) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """(shards, slices, assignment, removed) from a SISA checkpoint, validated."""
-    sisa = ckpt.meta.get("sisa") or {}
-    try:
-        shards, slices = int(sisa["shards"]), int(sisa["slices"])
-        assignment = np.asarray(sisa["assignment"], dtype=np.int64).reshape(-1, 2)
-        removed = np.asarray(sisa.get("removed", []), dtype=np.int64).reshape(-1)
-    except (KeyError, TypeError, ValueError):
-        raise BadInput(f"{ckpt.path}: SISA checkpoint has no valid 'sisa' metadata (shards, slices, assignment)") from None
-    n_train = int(ckpt.dataset.get("n_train", len(assignment)))
-    if len(assignment) != n_train:
-        raise BadInput(f"{ckpt.path}: sisa.assignment covers {len(assignment)} records, the data set has {n_train}")
-    if len(assignment) and (assignment[:, 0].max() >= shards or assignment[:, 1].max() >= slices or assignment.min() < 0):
-        raise BadInput(f"{ckpt.path}: sisa.assignment names shards/slices outside {shards} x {slices}")
-    return shards, slices, assignment, removed
-
-
-def live_shards(ckpt) -> list[int]:
-    """Shards that still hold at least one record (the others drop out of the aggregate)."""
-    shards, _, assignment, removed = read_meta(ckpt)
-    keep = np.ones(len(assignment), dtype=bool)
-    keep[removed] = False
-    counts = np.bincount(assignment[keep, 0], minlength=shards)
-    return [i for i in range(shards) if counts[i] > 0]
 
 
 @dataclass
@@ -267,7 +228,7 @@ def forget_sisa(ckpt, dataset, forget_rows: np.ndarray, slice_states: dict[str, 
     the sidecar it restarts from slice 0, which is just as exact, only slower.
     ``retrain_all`` retrains every constituent from scratch (method retrain).
     """
-    from .training import Recipe
+    from unlearn_cli.training.loop import Recipe
 
     shards, slices, assignment, removed = read_meta(ckpt)
     recipe = Recipe.from_dict(ckpt.training)

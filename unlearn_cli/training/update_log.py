@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import BadInput
+from unlearn_cli.errors import BadInput
 
 SIDECAR = "update-log"
 #: Refuse logs larger than this: it is held in memory while training.
@@ -54,8 +54,8 @@ def train_tracked(dataset, rows: np.ndarray, arch: dict[str, Any], recipe, *, de
     """
     import torch
 
-    from .training import init_model, steps_per_epoch
-    from .workflow import fit
+    from unlearn_cli.training.loop import init_model, steps_per_epoch
+    from unlearn_cli.training.fit import fit
 
     init = init_model(arch, recipe.seed).state_dict()
     names = tracked_names(init)

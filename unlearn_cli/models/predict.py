@@ -5,11 +5,15 @@ ECE uses 15 equal-width confidence bins (Guo et al. 2017), the usual default.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
+
+from unlearn_cli.data.manifest import Dataset
+from unlearn_cli.data.tensors import tensors
+from unlearn_cli.models.checkpoint import Checkpoint
 
 ECE_BINS = 15
 
@@ -52,3 +56,26 @@ def summarize(logits: torch.Tensor, labels: torch.Tensor | np.ndarray) -> dict[s
     probs = torch.softmax(logits, 1).numpy()
     acc = float((probs.argmax(1) == labels_t.numpy()).mean())
     return {"n": n, "accuracy": acc, "loss": loss, "ece": ece(probs, labels_t.numpy())}
+
+
+def evaluate_rows(model: Any, dataset: Dataset, rows: np.ndarray, device: torch.device | str = "cpu") -> dict[str, Any]:
+    x, y = tensors(dataset, rows, device)
+    return summarize(predict_logits(model, x), y.cpu())
+
+
+def evaluate_splits(model: Any, dataset: Dataset, splits: dict[str, np.ndarray], device="cpu") -> dict[str, Any]:
+    return {name: evaluate_rows(model, dataset, rows, device) for name, rows in splits.items()}
+
+
+def load_predictor(ckpt: Checkpoint, device: torch.device | str = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
+    """A callable x -> logits for any checkpoint kind.
+
+    Plain checkpoints give the module itself (in eval mode). Checkpoints of
+    other kinds (SISA ensembles) return their aggregate: every command that
+    predicts (evaluate, attack, debug-labels) goes through here.
+    """
+    if ckpt.kind == "plain":
+        return ckpt.build_model(device)
+    from unlearn_cli.models.ensemble import load_ensemble  # SISA: aggregated constituents
+
+    return load_ensemble(ckpt, device)
