@@ -77,7 +77,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from unlearn_cli.data.manifest import load_manifest
-    from unlearn_cli.diagnostics.labels import RANKERS, evaluate
+    from unlearn_cli.diagnostics.labels import evaluate
+    from unlearn_cli.diagnostics.rankers import RANKERS
     from unlearn_cli.ops.atomic import write_text
     from unlearn_cli.training.loop import resolve_device
 

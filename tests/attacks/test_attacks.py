@@ -12,14 +12,9 @@ from dataclasses import dataclass
 import pytest
 
 from unlearn_cli.attacks.registry import run_attack
-from unlearn_cli.attacks.settings import (
-    ForgetQualitySettings,
-    LiraSettings,
-    LossSettings,
-    ShokriSettings,
-    parse_settings,
-)
+from unlearn_cli.attacks.settings import ForgetQualitySettings, LiraSettings, LossSettings, ShokriSettings
 from unlearn_cli.errors import BadInput
+from unlearn_cli.options import parse_options
 
 from noise_fixtures import noise  # noqa: F401  (a session fixture; tests/attacks is on sys.path)
 
@@ -110,16 +105,16 @@ def test_a_corrupt_cache_file_is_retrained(noise, tmp_path) -> None:
 
 def test_settings_reject_unknown_and_bad_values() -> None:
     with pytest.raises(BadInput, match="unknown setting bogus for attack 'lira'; valid: retain_sample, references"):
-        parse_settings(LiraSettings, {"bogus": "1"}, "lira")
-    with pytest.raises(BadInput, match="must be one of online, offline"):
-        parse_settings(LiraSettings, {"mode": "sideways"}, "lira")
-    with pytest.raises(BadInput, match="expects int"):
-        parse_settings(ShokriSettings, {"shadows": "five"}, "shokri")
+        parse_options(LiraSettings, {"bogus": "1"}, owner="attack 'lira'", word="setting")
+    with pytest.raises(BadInput, match="attack 'lira' setting 'mode' must be one of online, offline, got 'sideways'"):
+        parse_options(LiraSettings, {"mode": "sideways"}, owner="attack 'lira'", word="setting")
+    with pytest.raises(BadInput, match="attack 'shokri' setting 'shadows' expects int, got 'five'"):
+        parse_options(ShokriSettings, {"shadows": "five"}, owner="attack 'shokri'", word="setting")
     with pytest.raises(BadInput, match="shadow_fraction"):
-        parse_settings(ShokriSettings, {"shadow_fraction": "0.9"}, "shokri")
-    s = parse_settings(LiraSettings, {"references": "8", "fixed_variance": "false"}, "lira")
+        parse_options(ShokriSettings, {"shadow_fraction": "0.9"}, owner="attack 'shokri'", word="setting")
+    s = parse_options(LiraSettings, {"references": "8", "fixed_variance": "false"}, owner="attack 'lira'", word="setting")
     assert s.references == 8 and s.fixed_variance is False
-    assert parse_settings(LossSettings, {"threshold": "0.25"}, "loss").threshold == 0.25
+    assert parse_options(LossSettings, {"threshold": "0.25"}, owner="attack 'loss'", word="setting").threshold == 0.25
 
 
 # --------------------------------------------------------------------------- forget quality

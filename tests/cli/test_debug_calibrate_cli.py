@@ -145,7 +145,7 @@ def test_calibrate_lowers_test_ece_of_an_over_confident_model(runs):
     assert 0 < report["metrics"]["eta"] <= 0.1
 
 
-def test_calibrate_writes_a_new_checkpoint_and_keeps_lineage(runs):
+def test_calibrate_writes_a_new_checkpoint_with_a_calibrate_lineage_entry(runs):
     from unlearn_cli.models.checkpoint import load_checkpoint
 
     report = report_of(runs["calibrate"])
@@ -154,7 +154,10 @@ def test_calibrate_writes_a_new_checkpoint_and_keeps_lineage(runs):
     assert sha256(runs["over"]) == runs["over_sha"]  # the input is never modified
     cal = load_checkpoint(out)
     parent = load_checkpoint(runs["over"])
-    assert cal.meta["lineage"] == parent.meta["lineage"] == []
+    # calibrate publishes through forget's path: the parent's lineage plus one entry of its own
+    assert parent.meta["lineage"] == []
+    (step,) = cal.meta["lineage"]
+    assert step["method"] == "calibrate" and step["parent_sha256"] == parent.sha256
     (entry,) = cal.meta["calibration"]
     assert entry["method"] == "puma" and entry["criterion"] == "ece"
     assert entry["eta"] == report["metrics"]["eta"] and entry["parent_sha256"] == parent.sha256

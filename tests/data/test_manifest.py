@@ -11,7 +11,8 @@ import pytest
 import yaml
 from safetensors.numpy import save_file
 
-from unlearn_cli.data.manifest import Dataset, load_manifest
+from unlearn_cli.data.dataset import Dataset
+from unlearn_cli.data.manifest import load_manifest
 from unlearn_cli.ops.digests import file_sha256
 from unlearn_cli.errors import BadInput
 

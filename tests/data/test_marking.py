@@ -1,4 +1,4 @@
-"""unlearn_cli.data.marking: the paper's cluster marking, random/class, and the Ordered scenario."""
+"""unlearn_cli.marking: the paper's cluster marking, random/class, and the Ordered scenario."""
 
 from __future__ import annotations
 
@@ -9,15 +9,8 @@ import numpy as np
 import pytest
 
 from unlearn_cli.data.manifest import load_manifest
-from unlearn_cli.marking.strategies import (
-    batch_membership,
-    batches_touched,
-    fewest_batches,
-    kmeans_labels,
-    mark,
-    mark_cluster,
-    mark_ordered,
-)
+from unlearn_cli.marking.ordered import batch_membership, batches_touched, fewest_batches, mark_ordered
+from unlearn_cli.marking.strategies import kmeans_labels, mark, mark_cluster
 from unlearn_cli.errors import BadInput
 
 RADIAL = Path(__file__).resolve().parents[2] / "sample_models" / "radial" / "manifest.yaml"

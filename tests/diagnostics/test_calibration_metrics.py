@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unlearn_cli.diagnostics.calibration import (
-    adaptive_ece, algorithm3, calibration_metrics, classwise_ece, fit_temperature, max_calibration_error,
-    reliability_table, softmax, split_holdout,
+from unlearn_cli.diagnostics.algorithms import algorithm3
+from unlearn_cli.diagnostics.calibration import split_holdout
+from unlearn_cli.diagnostics.calibration_metrics import (
+    adaptive_ece, calibration_metrics, classwise_ece, fit_temperature, max_calibration_error, reliability_table,
+    softmax,
 )
 from unlearn_cli.errors import BadInput
 from unlearn_cli.models.predict import ece

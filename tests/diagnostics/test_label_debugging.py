@@ -7,10 +7,11 @@ import pytest
 
 from conftest import write_blobs
 from unlearn_cli.data.manifest import load_manifest
+from unlearn_cli.diagnostics.algorithms import algorithm2, algorithm2_order
 from unlearn_cli.diagnostics.labels import (
-    FRACTIONS, RANKERS, algorithm2, algorithm2_order, evaluate, flip_labels, optimal_curve, random_curve, rank,
-    share_found,
+    FRACTIONS, evaluate, flip_labels, optimal_curve, random_curve, rank, share_found,
 )
+from unlearn_cli.diagnostics.rankers import RANKERS
 from unlearn_cli.errors import BadInput
 
 
@@ -99,3 +100,12 @@ def test_influence_rankers_refuse_an_ensemble_checkpoint(separable):
             rank(name, ensemble, separable)
     with pytest.raises(BadInput, match="unknown ranker"):
         rank("shapley", ensemble, separable)
+
+
+def test_rankers_are_plugins_listed_in_their_declared_order():
+    from unlearn_cli import plugins
+    from unlearn_cli.diagnostics.rankers import Ranker
+
+    assert list(RANKERS) == ["puma", "self-confidence", "margin", "grad-dot", "influence"]
+    for name, cls in plugins.load_all("rankers").items():
+        assert issubclass(cls, Ranker) and cls.name == name and RANKERS[name] is cls

@@ -6,10 +6,8 @@ import pytest
 import torch
 
 from unlearn_cli.errors import BadInput
-from unlearn_cli.influence.curvature import (
-    CurvatureSettings, build_solver, curvature_matvec, dense_ggn, dense_hessian, ggn_matvec, hessian_matvec,
-    relative_residual,
-)
+from unlearn_cli.influence.curvature import dense_ggn, dense_hessian, ggn_matvec, hessian_matvec
+from unlearn_cli.influence.solvers.base import CurvatureSettings, build_solver, curvature_matvec, relative_residual
 from unlearn_cli.influence.scores import FunctionalModel
 
 DAMPING = 0.05  # large enough for LiSSA to converge in a few hundred steps on these models
@@ -108,7 +106,7 @@ def test_indefinite_hessian_without_damping_is_a_clear_error(small_mlp):
 @pytest.mark.parametrize("which", ["small_mlp", "small_cnn"])
 def test_exact_dual_form_equals_the_primal_solve(which, request):
     """Woodbury on the N*C pseudo-gradient rows gives the same (G + dI)^-1 b as the P x P Cholesky."""
-    from unlearn_cli.influence.curvature import ExactSolver
+    from unlearn_cli.influence.solvers.exact import ExactSolver
 
     trained = request.getfixturevalue(which)
     fmodel = FunctionalModel.of(trained.model)

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from unlearn_cli.influence.curvature import CurvatureSettings
+from unlearn_cli.influence.solvers.base import CurvatureSettings
 from unlearn_cli.influence.engine import InfluenceEngine
 from unlearn_cli.influence.scores import criterion_value, weighted_grad
-from unlearn_cli.methods.base import Request, parse_config
+from unlearn_cli.methods.base import Request
 from unlearn_cli.methods.puma import Puma
 from unlearn_cli.models.checkpoint import load_checkpoint
 from unlearn_cli.models.datasets import dataset_for
+from unlearn_cli.options import parse_options
 from unlearn_cli.data.tensors import tensors
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
@@ -64,7 +65,7 @@ def test_two_moons_demo_removed_cluster_takes_the_surrounding_class():
     raw = load_file(str(SAMPLES / "moons" / "moons.safetensors"))["x"]
     forget = _moons_tip_cluster(dataset, raw)
     retain = np.setdiff1d(dataset.train_indices(), forget)
-    config = parse_config(Puma.Config, {"delta": "0.01", "cache": "false"}, "puma")
+    config = parse_options(Puma.Config, {"delta": "0.01", "cache": "false"}, owner="method 'puma'")
     outcome = Puma().forget(Request(ckpt, dataset, forget, retain, "cpu", 0), config)
     before, after = ckpt.build_model(), ckpt.build_model()
     after.load_state_dict(outcome.state)
@@ -105,7 +106,7 @@ def test_puma_reports_what_the_issue_asks_for(blobs_checkpoint):
     dataset = dataset_for(ckpt, None)
     forget = dataset.train_indices()[:15]
     retain = np.setdiff1d(dataset.train_indices(), forget)
-    config = parse_config(Puma.Config, {"reweight_sample": "50"}, "puma")
+    config = parse_options(Puma.Config, {"reweight_sample": "50"}, owner="method 'puma'")
     outcome = Puma().forget(Request(ckpt, dataset, forget, retain, "cpu", 0), config)
     m = outcome.metrics
     for key in ("eta", "solver", "damping", "solve_residual", "lambda", "criterion_change"):
@@ -123,11 +124,11 @@ def test_bad_puma_options_are_bad_input():
     from unlearn_cli.errors import BadInput
 
     with pytest.raises(BadInput, match="unknown option.*'nope'|unknown option nope"):
-        parse_config(Puma.Config, {"nope": "1"}, "puma")
+        parse_options(Puma.Config, {"nope": "1"}, owner="method 'puma'")
     with pytest.raises(BadInput, match="eta must be > 0"):
-        parse_config(Puma.Config, {"eta": "-1"}, "puma")
+        parse_options(Puma.Config, {"eta": "-1"}, owner="method 'puma'")
     with pytest.raises(BadInput, match="solver"):
-        parse_config(Puma.Config, {"solver": "magic"}, "puma")
+        parse_options(Puma.Config, {"solver": "magic"}, owner="method 'puma'")
 
 
 def test_forget_report_keeps_start_up_out_of_total(blobs_checkpoint, tmp_path):

@@ -204,7 +204,7 @@ def test_fine_tuning_methods_refuse_sisa_ensembles(originals, data, sisa_ids):
     (["--sisa-shards", "2", "--sisa-aggregate", "median"], "vote or mean"),
 ])
 def test_train_refuses_inconsistent_sisa_options(args, message):
-    from unlearn_cli.cli.train import _check_variant
+    from unlearn_cli.training.train import TrainVariant
     from unlearn_cli.errors import BadInput
 
     opts = {"--sisa-shards": None, "--sisa-slices": None, "--sisa-aggregate": None}
@@ -217,12 +217,12 @@ def test_train_refuses_inconsistent_sisa_options(args, message):
             value = next(it)
             opts[flag] = value if flag == "--sisa-aggregate" else int(value)
     with pytest.raises(BadInput, match=message):
-        _check_variant(opts["--sisa-shards"], opts["--sisa-slices"], opts["--sisa-aggregate"], track)
+        TrainVariant(opts["--sisa-shards"], opts["--sisa-slices"], opts["--sisa-aggregate"], track)
 
 
 def test_other_methods_drop_a_stale_update_log(forget_runs):
     from unlearn_cli.errors import BadInput
-    from unlearn_cli.forget.run import check_requirement
+    from unlearn_cli.forget.config import check_requirement
     from unlearn_cli.methods.registry import get
 
     after = load_checkpoint(ok(forget_runs["tracked/salun"])["outputs"]["checkpoint"]["path"])

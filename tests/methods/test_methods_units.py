@@ -17,11 +17,12 @@ from torch import nn
 from conftest import write_blobs
 from unlearn_cli.data.manifest import load_manifest
 from unlearn_cli.errors import BadInput
-from unlearn_cli.methods.base import Request, parse_config
+from unlearn_cli.methods.base import Request
 from unlearn_cli.methods.registry import describe, get
 from unlearn_cli.models.checkpoint import Checkpoint
 from unlearn_cli.models.ensemble import SisaEnsemble
 from unlearn_cli.models.registry import make_spec
+from unlearn_cli.options import parse_options
 from unlearn_cli.training.sisa import assign, epochs_per_slice, slice_positions
 from unlearn_cli.training.loop import Recipe, batch_schedule, init_model
 from unlearn_cli.training.update_log import batches_holding, subtract, train_tracked
@@ -210,7 +211,7 @@ def test_boundary_expand_keeps_every_tensor_shape(small):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rows = dataset.train_indices()[dataset.y[dataset.train_indices()] == 1]
     method = get("boundary-expand")
-    out = method.forget(_request(dataset, spec, state, rows), parse_config(method.Config, {"lr": 0.01}, "x"))
+    out = method.forget(_request(dataset, spec, state, rows), parse_options(method.Config, {"lr": 0.01}, owner="method 'x'"))
     assert {k: tuple(v.shape) for k, v in out.state.items()} == {k: tuple(v.shape) for k, v in state.items()}
     assert out.metrics["shadow_class"] == 3 and out.metrics["whole_classes_removed"] == [1]
     # Only the output layer was widened; the hidden layers were fine-tuned, not replaced.
@@ -243,4 +244,4 @@ def test_paper_defaults():
 def test_bad_options_are_bad_input(name, key, value):
     method = get(name)
     with pytest.raises(BadInput, match=key):
-        parse_config(method.Config, {key: value}, name)
+        parse_options(method.Config, {key: value}, owner=f"method '{name}'")

@@ -184,3 +184,15 @@ def test_builtins_register_through_the_entry_point_group():
 def test_make_spec_records_every_argument_as_json_types():
     spec = registry.make_spec("mlp", (1, 2, 3), 4, hidden=[5])
     assert spec == {"name": "mlp", "kwargs": {"input_shape": [1, 2, 3], "num_classes": 4, "hidden": [5]}}
+
+
+def test_no_registered_architectures_says_how_to_register_them(monkeypatch):
+    from unlearn_cli import plugins
+
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [])
+    plugins.available.cache_clear()
+    try:
+        with pytest.raises(BadInput, match=r"no architectures are registered: install the package \(pip install -e \.\)"):
+            registry.get_builder("mlp")
+    finally:
+        plugins.available.cache_clear()

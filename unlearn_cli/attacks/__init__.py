@@ -1,9 +1,13 @@
-"""Membership-inference attacks that verify a removal (``unlearn attack``).
+"""Membership-inference attacks that verify a removal (``unlearn attack``): plugins of ``unlearn.attacks``.
 
-``registry.run_attack`` is the entry point; ``base`` says what an attack is
-given and returns; ``shokri`` (the PUMA paper's set-up), ``threshold`` (Yeom
-et al.'s loss attack), ``lira`` (Carlini et al.) and ``forget_quality`` (the
-NeurIPS 2023 challenge score) are the attacks; ``shadow`` trains and caches
-their models through the one training loop; ``metrics`` and ``signals`` hold
-the numpy-only arithmetic.
+- ``base.py``: the plugin protocol (``Attack``, its ``Env``, the ``Scored`` it returns) and the report shape.
+- ``registry.py``: the registered attacks in listing order, and ``run_attack``, the library entry point.
+- ``settings.py``: the built-in attacks' typed ``--set`` settings.
+- ``shokri.py``: Shokri et al.'s shadow-model attack, set up as in the PUMA paper (the default).
+- ``threshold.py``: Yeom et al.'s loss-threshold attack.
+- ``lira.py``: Carlini et al.'s likelihood-ratio attack (LiRA).
+- ``forget_quality.py``: the NeurIPS 2023 challenge's forget-quality score.
+- ``shadow.py``: shadow, reference and attack models, trained through the one training loop and cached.
+- ``signals.py``: per-record signals read off logits (loss, logit-scaled confidence, Shokri features).
+- ``metrics.py``: numpy-only arithmetic (AUC, TPR at low FPR, member rates, per-record epsilon).
 """

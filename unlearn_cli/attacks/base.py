@@ -1,15 +1,28 @@
-"""What every membership attack is given, what it returns, and how that becomes the report.
+"""The attack plugin protocol: what every membership attack is given, what it
+returns, and how that becomes the report.
 
-An attack is a class with ``name``, ``summary``, ``Settings`` (a dataclass of
-``attacks.settings``) and two steps:
+An attack is an :class:`Attack` subclass registered in the ``unlearn.attacks``
+entry-point group of its package's ``pyproject.toml``; the built-in attacks
+register through the very same group::
 
-* ``__init__(env, settings)``: keep the environment; expensive preparation
+    [project.entry-points."unlearn.attacks"]
+    myattack = "my_package.module:MyAttack"
+
+After ``pip install`` it runs with ``unlearn attack CKPT --ids FILE --attack
+myattack`` and is listed by ``unlearn methods``. It declares ``name``,
+``summary``, ``Settings`` (a dataclass of :func:`unlearn_cli.options.option`
+fields with a ``validate()``; ``--set key=value`` fills it, see
+``attacks/settings.py``; it should extend ``CommonSettings`` for the retain
+sample) and two steps:
+
+* ``__init__(env, settings)`` (the base keeps both): expensive preparation
   (shadow or reference models) happens lazily on the first ``evaluate`` and is
   shared by every model attacked in the run, so the target and ``--reference``
   face the very same attacker;
 * ``evaluate(checkpoint, predictor) -> Scored``: per-record scores (higher =
   more likely a training member) and member/non-member decisions for the
-  forget, retain and test rows.
+  forget, retain and test rows (:meth:`Attack.by_split` runs a per-rows step
+  over the three).
 
 :func:`summarize` turns a ``Scored`` into the report's shape (DESIGN.md):
 ``forget``/``retain``/``test`` -> ``member_rate`` (plus ``n``, ``mean_score``,
@@ -21,8 +34,9 @@ the retain row shows what the attack can do on records that are still members.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -69,6 +83,7 @@ class Env:
     device: Any = "cpu"
     seed: int = 0
     warn: Callable[[str], None] = lambda message: None
+    method: Any = None            # a method object replacing the registry's (forget-quality; tests, embedders)
 
 
 @dataclass
@@ -79,6 +94,28 @@ class Scored:
     decisions: dict[str, np.ndarray | None]
     extra: dict[str, Any] = field(default_factory=dict)              # attack-wide numbers for the report
     split_extra: dict[str, dict[str, Any]] = field(default_factory=dict)  # per split
+
+
+class Attack(ABC):
+    """Base class for attacks; subclasses set the class attributes and ``evaluate``."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    Settings: ClassVar[type] = object
+
+    def __init__(self, env: Env, settings: Any):
+        self.env, self.settings = env, settings
+
+    @abstractmethod
+    def evaluate(self, checkpoint: Any, predictor: Any) -> Scored:
+        """Scores and decisions for the forget, retain and test rows of the model ``predictor``."""
+
+    def by_split(self, score_rows: Callable[[np.ndarray], tuple[Any, Any]]) -> tuple[dict, dict]:
+        """(scores, decisions) by split, from ``score_rows(rows) -> (scores, decisions)``, in SPLITS order."""
+        scores, decisions = {}, {}
+        for split in SPLITS:
+            scores[split], decisions[split] = score_rows(self.env.splits.rows(split))
+        return scores, decisions
 
 
 def summarize(scored: Scored, splits: Splits) -> dict[str, Any]:

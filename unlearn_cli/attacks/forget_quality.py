@@ -3,7 +3,7 @@
 The evaluation of the NeurIPS 2023 machine unlearning challenge, scaled down
 for small models. K original models (the checkpoint's recorded architecture
 and recipe, K seeds) are each unlearned by the checkpoint's own method (the
-last entry of its lineage: method and config), and K models are retrained
+last removal in its lineage: method and config; a later calibrate step is not one), and K models are retrained
 from scratch without the forget set with the same K seeds. Model i of both
 families shares seed i, so a method that retrains exactly scores 1.
 
@@ -35,7 +35,7 @@ import numpy as np
 from unlearn_cli import __version__
 from unlearn_cli.data.ids import id_set_digest
 from unlearn_cli.errors import BadInput
-from unlearn_cli.attacks.base import Env, Scored
+from unlearn_cli.attacks.base import Attack, Scored
 from unlearn_cli.attacks.lira import _pooled_std
 from unlearn_cli.attacks.metrics import forgetting_quality
 from unlearn_cli.attacks.settings import ForgetQualitySettings
@@ -44,27 +44,24 @@ from unlearn_cli.attacks.shadow import fit_cached, model_meta
 from unlearn_cli.attacks.signals import logit_confidence, model_logits
 
 
-class ForgetQualityAttack:
+class ForgetQualityAttack(Attack):
     name = "forget-quality"
     summary = "NeurIPS 2023 challenge score: K unlearned vs K retrained models, per-record epsilon"
     Settings = ForgetQualitySettings
 
-    def __init__(self, env: Env, settings: ForgetQualitySettings, method: Any = None):
-        """``method``: a method object to use instead of the registry's (tests, embedding callers)."""
-        self.env, self.settings, self.method = env, settings, method
-
     def _resolve_method(self, checkpoint: Any) -> tuple[str, Any, Any]:
-        from unlearn_cli.methods.base import parse_config
+        """The checkpoint's last method (``env.method`` when the caller passes its own) and its config."""
+        from unlearn_cli.options import parse_options
 
-        lineage = checkpoint.meta.get("lineage") or []
-        if not lineage:
+        removals = checkpoint.removals
+        if not removals:
             raise BadInput(f"{checkpoint.path}: forget-quality needs an unlearned checkpoint; this one has "
-                           "no lineage (run unlearn forget first)")
-        last = lineage[-1]
+                           "no lineage entry that removed records (run unlearn forget first)")
+        last = removals[-1]
         name = last.get("method")
         if not name:
             raise BadInput(f"{checkpoint.path}: the last lineage entry names no method")
-        method = self.method
+        method = self.env.method
         if method is None:
             from unlearn_cli.methods.registry import get
 
@@ -73,7 +70,7 @@ class ForgetQualityAttack:
         if requires != "plain":
             raise BadInput(f"forget-quality supports methods that work on plain checkpoints; "
                            f"'{name}' requires a '{requires}' checkpoint")
-        return name, method, parse_config(method.Config, last.get("config") or {}, name)
+        return name, method, parse_options(method.Config, last.get("config") or {}, owner=f"method '{name}'")
 
     def _phi(self, ckpt: Any, rows: np.ndarray) -> np.ndarray:
         env = self.env
@@ -81,7 +78,8 @@ class ForgetQualityAttack:
         return logit_confidence(model_logits(model, env.dataset, rows, env.device), env.dataset.y[rows])
 
     def evaluate(self, checkpoint: Any, predictor: Any) -> Scored:
-        from unlearn_cli.methods.base import Request, config_dict
+        from unlearn_cli.methods.base import Request
+        from unlearn_cli.options import as_dict
         from unlearn_cli.training.loop import Recipe, with_seed
 
         env, s = self.env, self.settings
@@ -91,7 +89,7 @@ class ForgetQualityAttack:
             raise BadInput("forget-quality needs at least one forget record")
         if len(splits.remaining) == 0:
             raise BadInput("forget-quality cannot retrain without any remaining train record")
-        recorded = (checkpoint.meta.get("lineage") or [{}])[-1].get("removed_ids_digest")
+        recorded = (checkpoint.removals or [{}])[-1].get("removed_ids_digest")
         if recorded and recorded != id_set_digest(env.dataset.ids[r] for r in splits.forget):
             env.warn("the attacked IDs are not the set the checkpoint's last removal recorded; "
                      "forget quality is measured for the IDs given")
@@ -100,7 +98,7 @@ class ForgetQualityAttack:
         forget_digest = hashlib.sha256(splits.forget.tobytes()).hexdigest()
         k = s.models
         env.cache.expect(3 * k)
-        cfg = config_dict(config)
+        cfg = as_dict(config)
         scored_rows = np.concatenate([splits.forget, splits.test])
         u_phi, r_phi = [], []
         for i in range(k):

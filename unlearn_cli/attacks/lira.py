@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from unlearn_cli.attacks.base import SPLITS, Env, Scored
+from unlearn_cli.attacks.base import Attack, Scored
 from unlearn_cli.attacks.settings import LiraSettings
 from unlearn_cli.ops.digests import derive_seed
 from unlearn_cli.attacks.shadow import fit_cached
@@ -69,14 +69,12 @@ def _log_normal(x: np.ndarray, mu: np.ndarray, sd: np.ndarray | float) -> np.nda
     return -0.5 * ((x - mu) / sd) ** 2 - np.log(sd)
 
 
-class LiraAttack:
+class LiraAttack(Attack):
     name = "lira"
     summary = "Carlini et al. likelihood-ratio attack on logit-scaled confidence, K reference models"
     Settings = LiraSettings
-
-    def __init__(self, env: Env, settings: LiraSettings):
-        self.env, self.settings = env, settings
-        self.population: np.ndarray | None = None
+    #: The attack population (sorted data set rows); None until the first ``evaluate`` trains the references.
+    population: np.ndarray | None = None
 
     def _prepare(self) -> None:
         from unlearn_cli.training.loop import Recipe, with_seed
@@ -125,9 +123,7 @@ class LiraAttack:
     def evaluate(self, checkpoint: Any, predictor: Any) -> Scored:
         if self.population is None:
             self._prepare()
-        scores, decisions = {}, {}
-        for split in SPLITS:
-            scores[split], decisions[split] = self.score_rows(predictor, self.env.splits.rows(split))
+        scores, decisions = self.by_split(lambda rows: self.score_rows(predictor, rows))
         s = self.settings
         extra = {"mode": s.mode, "references": s.references, "fixed_variance": s.fixed_variance}
         if s.fixed_variance:

@@ -1,8 +1,10 @@
 """The attacks ``unlearn attack`` knows, and the one function that runs them.
 
-:func:`run_attack` is the library entry point the command calls: it builds
-the splits, attacks the target and (optionally) a reference checkpoint with
-the very same attacker, and returns the report entries.
+Attacks are the ``unlearn.attacks`` plugins (built-ins included), found
+through the one plugin loader. :func:`run_attack` is the library entry point
+the command calls: it builds the splits, attacks the target and (optionally) a
+reference checkpoint with the very same attacker, and returns the report
+entries. Cheap to import (no numpy): help texts read :data:`BUILT_IN` at start-up.
 """
 
 from __future__ import annotations
@@ -11,30 +13,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
+from unlearn_cli import plugins
+from unlearn_cli.attacks.settings import ForgetQualitySettings, LiraSettings, LossSettings, ShokriSettings
 from unlearn_cli.errors import BadInput
-from unlearn_cli.attacks.base import Env, Splits, summarize
-from unlearn_cli.attacks.forget_quality import ForgetQualityAttack
-from unlearn_cli.attacks.lira import LiraAttack
-from unlearn_cli.attacks.shadow import ModelCache
-from unlearn_cli.attacks.shokri import ShokriAttack
-from unlearn_cli.attacks.threshold import LossAttack
 
-ATTACKS: dict[str, type] = {
-    "shokri": ShokriAttack,
-    "loss": LossAttack,
-    "lira": LiraAttack,
-    "forget-quality": ForgetQualityAttack,
-}
 #: The paper's attack (PUMA Table 2).
 DEFAULT_ATTACK = "shokri"
 
+#: The built-in attacks in the order they are listed (the paper's first, then by cost), with their
+#: settings classes, so that help texts need not import the attacks (numpy); other plugins follow by name.
+BUILT_IN: dict[str, type] = {
+    "shokri": ShokriSettings,
+    "loss": LossSettings,
+    "lira": LiraSettings,
+    "forget-quality": ForgetQualitySettings,
+}
+
+
+def names() -> list[str]:
+    """Every registered attack: the built-ins in their order, then other plugins by name."""
+    found = plugins.names("attacks")
+    return [n for n in BUILT_IN if n in found] + [n for n in found if n not in BUILT_IN]
+
 
 def get_attack(name: str) -> type:
-    if name not in ATTACKS:
-        raise BadInput(f"unknown attack '{name}'; choose one of: {', '.join(ATTACKS)}")
-    return ATTACKS[name]
+    listed = names()
+    if name not in listed:
+        raise BadInput(f"unknown attack '{name}'; choose one of: {', '.join(listed)}")
+    return plugins.load("attacks", name)
+
+
+def settings_class(name: str) -> type:
+    """The attack's ``Settings``; a built-in's without importing the attack."""
+    return BUILT_IN[name] if name in BUILT_IN else get_attack(name).Settings
 
 
 @dataclass
@@ -50,7 +61,7 @@ def run_attack(
     *,
     dataset: Any,
     checkpoint: Any,
-    forget_rows: np.ndarray,
+    forget_rows: Any,
     cache_dir: Path,
     reference: Any = None,
     device: Any = "cpu",
@@ -59,19 +70,21 @@ def run_attack(
     warn: Callable[[str], None] = lambda message: None,
     method: Any = None,
 ) -> AttackResult:
-    """Attack ``checkpoint`` (and ``reference``) about ``forget_rows``.
+    """Attack ``checkpoint`` (and ``reference``) about ``forget_rows`` (data set rows).
 
     ``method`` replaces the registry's method in the forget-quality attack
     (tests and embedding callers pass their own).
     """
+    from unlearn_cli.attacks.base import Env, Splits, summarize
+    from unlearn_cli.attacks.shadow import ModelCache
     from unlearn_cli.models.predict import load_predictor
 
     attack_cls = get_attack(name)
     cache = ModelCache(Path(cache_dir), device=device, progress=progress, warn=warn)
     splits = Splits.make(dataset, forget_rows, settings.retain_sample, seed)
     env = Env(dataset=dataset, checkpoint=checkpoint, splits=splits, cache=cache, device=device,
-              seed=seed, warn=warn)
-    attack = attack_cls(env, settings, method) if attack_cls is ForgetQualityAttack else attack_cls(env, settings)
+              seed=seed, warn=warn, method=method)
+    attack = attack_cls(env, settings)
     target = summarize(attack.evaluate(checkpoint, load_predictor(checkpoint, device)), splits)
     ref = None
     if reference is not None:

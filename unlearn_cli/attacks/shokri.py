@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from unlearn_cli.attacks.base import SPLITS, Env, Scored
+from unlearn_cli.attacks.base import Attack, Env, Scored
 from unlearn_cli.attacks.settings import ShokriSettings
 from unlearn_cli.ops.digests import derive_seed
 from unlearn_cli.attacks.shadow import fit_cached, model_meta
@@ -33,13 +33,13 @@ from unlearn_cli.attacks.signals import model_logits, shokri_features
 ATTACK_HIDDEN = [128, 64]
 
 
-class ShokriAttack:
+class ShokriAttack(Attack):
     name = "shokri"
     summary = "Shokri et al. shadow models + attack MLP, PUMA appendix A set-up (Table 2)"
     Settings = ShokriSettings
 
     def __init__(self, env: Env, settings: ShokriSettings):
-        self.env, self.settings = env, settings
+        super().__init__(env, settings)
         self._attack: Any = None
         self._mean: np.ndarray | None = None
         self._std: np.ndarray | None = None
@@ -123,11 +123,11 @@ class ShokriAttack:
         if self._attack is None:
             self._prepare()
         env = self.env
-        scores, decisions = {}, {}
-        for split in SPLITS:
-            rows = env.splits.rows(split)
+
+        def score_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             logits = model_logits(predictor, env.dataset, rows, env.device)
             p = self._member_probability(shokri_features(logits, env.dataset.y[rows]))
-            scores[split] = p
-            decisions[split] = p > self.settings.threshold
+            return p, p > self.settings.threshold
+
+        scores, decisions = self.by_split(score_rows)
         return Scored(scores, decisions, extra=dict(self._extra))

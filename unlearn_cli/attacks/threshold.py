@@ -14,18 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from unlearn_cli.attacks.base import SPLITS, Env, Scored
+from unlearn_cli.attacks.base import Attack, Scored
 from unlearn_cli.attacks.settings import LossSettings
 from unlearn_cli.attacks.signals import model_logits, per_record_loss
 
 
-class LossAttack:
+class LossAttack(Attack):
     name = "loss"
     summary = "Yeom et al.: member if the loss is at most the mean training loss"
     Settings = LossSettings
-
-    def __init__(self, env: Env, settings: LossSettings):
-        self.env, self.settings = env, settings
 
     def _losses(self, predictor: Any, rows: np.ndarray) -> np.ndarray:
         env = self.env
@@ -41,9 +38,10 @@ class LossAttack:
                 raise BadInput("the loss attack's threshold is the mean loss on the remaining train records, and "
                                "the request covers all of them; pass --set threshold=T")
             threshold = float(self._losses(predictor, env.splits.remaining).mean())
-        scores, decisions = {}, {}
-        for split in SPLITS:
-            loss = self._losses(predictor, env.splits.rows(split))
-            scores[split] = -loss          # higher = more member-like
-            decisions[split] = loss <= threshold
+
+        def score_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            loss = self._losses(predictor, rows)
+            return -loss, loss <= threshold  # score: higher = more member-like
+
+        scores, decisions = self.by_split(score_rows)
         return Scored(scores, decisions, extra={"threshold": threshold})

@@ -27,16 +27,15 @@ import typer
 from unlearn_cli.cli.options import CheckpointArg, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
 from unlearn_cli.cli.output import command_run, fmt, show
 
-def _settings_help() -> str:
-    """Each attack's --set keys, from the settings classes (cheap: no torch, no numpy)."""
-    import dataclasses
 
-    from unlearn_cli.attacks.settings import ForgetQualitySettings, LiraSettings, LossSettings, ShokriSettings
+def _settings_help() -> str:
+    """Each attack's --set keys, from the settings classes (cheap for the built-ins: no torch, no numpy)."""
+    from unlearn_cli.attacks.registry import names, settings_class
+    from unlearn_cli.options import describe
 
     parts = []
-    for name, cls in (("shokri", ShokriSettings), ("loss", LossSettings), ("lira", LiraSettings),
-                      ("forget-quality", ForgetQualitySettings)):
-        parts.append(f"{name}: " + ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(cls)))
+    for name in names():
+        parts.append(f"{name}: " + ", ".join(f"{o['name']}={o['default']}" for o in describe(settings_class(name))))
     return "Attack setting key=value (repeatable). " + "; ".join(parts) + "."
 
 
@@ -120,21 +119,19 @@ def attack(
     """Membership-inference attack on the requested records (forget), a retain sample and the test split."""
     with command_run("attack", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
         run.preload("torch")  # timed as startup_s, outside total_s
-        import dataclasses
-
         from unlearn_cli.attacks.registry import get_attack, run_attack
-        from unlearn_cli.attacks.settings import parse_settings
         from unlearn_cli.attacks.shadow import default_cache_dir
         from unlearn_cli.data.ids import check_known, read_requests
-        from unlearn_cli.methods.base import parse_sets
         from unlearn_cli.models.checkpoint import load_checkpoint
-        from unlearn_cli.training.loop import resolve_device
         from unlearn_cli.models.datasets import dataset_for, open_checkpoint
+        from unlearn_cli.options import as_dict, parse_options, parse_sets
+        from unlearn_cli.training.loop import resolve_device
 
         _check_gate_value("--max-member-rate", max_member_rate)
         _check_gate_value("--max-auc", max_auc)
         attack_cls = get_attack(attack_name)
-        settings = parse_settings(attack_cls.Settings, parse_sets(set_ or []), attack_name)
+        settings = parse_options(attack_cls.Settings, parse_sets(set_ or []), owner=f"attack '{attack_name}'",
+                                 word="setting")
         dev = resolve_device(device)
         with run.phase("load"):
             ckpt, dataset = open_checkpoint(checkpoint, data)
@@ -156,7 +153,7 @@ def attack(
         cache = cache_dir if cache_dir is not None else default_cache_dir(ckpt.path)
         attack_seed = 0 if seed is None else seed
         run.data["config"] = {
-            "attack": attack_name, "settings": dataclasses.asdict(settings), "seed": attack_seed,
+            "attack": attack_name, "settings": as_dict(settings), "seed": attack_seed,
             "device": str(dev), "cache_dir": str(cache),
             "gates": {"max_member_rate": max_member_rate, "max_auc": max_auc},
         }

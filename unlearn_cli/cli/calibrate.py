@@ -21,9 +21,12 @@ Reported on the test split, before and after: ECE (15 equal-width bins), MCE,
 adaptive (equal-mass) ECE, class-wise ECE, NLL, Brier score, accuracy and the
 reliability table per bin, beside temperature scaling fitted on the same
 held-out records (--baseline none skips it). The calibrated checkpoint goes to
-<stem>.calibrated.safetensors (or --out); the input is never modified. Its
-metadata records the calibration under "calibration"; "lineage" (removals)
-is left unchanged. --plot FILE.png draws reliability diagrams (needs the
+<stem>.calibrated.safetensors (or --out); the input is never modified. It is
+published like forget's output (temp file, verified, renamed, under the
+output's and the ledger's locks) with one ledger line (command "calibrate";
+--ledger, default unlearn-ledger.jsonl beside the output). Its metadata
+records the calibration under "calibration" and one "lineage" entry with
+method "calibrate". --plot FILE.png draws reliability diagrams (needs the
 plots extra: pip install 'unlearn-cli[plots]').
 """
 
@@ -35,17 +38,12 @@ from typing import Annotated, Any, Optional
 import typer
 
 from unlearn_cli.cli.options import (
-    CheckpointArg, DampingOpt, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt, SolverOpt,
+    DAMPING_DEFAULT, SOLVER_DEFAULT, CheckpointArg, DampingOpt, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt,
+    ReportOpt, SeedOpt, SolverOpt,
 )
 from unlearn_cli.cli.output import command_run, fmt, key_values, show
 
 METRIC_ROWS = ("accuracy", "ece", "mce", "adaptive_ece", "classwise_ece", "nll", "brier")
-
-
-def default_output(checkpoint: Path) -> Path:
-    name = checkpoint.name
-    stem = name[: -len(".safetensors")] if name.endswith(".safetensors") else checkpoint.stem
-    return checkpoint.with_name(f"{stem}.calibrated.safetensors")
 
 
 def calibrate(
@@ -53,6 +51,12 @@ def calibrate(
     data: DataOpt = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="Calibrated checkpoint (default <stem>.calibrated.safetensors).")] = None,
+    ledger: Annotated[Optional[Path], typer.Option(
+        "--ledger", help="Append-only JSON-lines audit log, the one forget writes to (default: "
+        "unlearn-ledger.jsonl beside the output).", metavar="FILE")] = None,
+    wait: Annotated[float, typer.Option(
+        "--wait", help="Seconds to wait for another run's lock before exiting with code 4.",
+        metavar="SECONDS")] = 0.0,
     baseline: Annotated[str, typer.Option(
         "--baseline", metavar="temperature|none",
         help="Also fit temperature scaling on the held-out records and report it side by side.")] = "temperature",
@@ -65,8 +69,8 @@ def calibrate(
         "--top", "-k", help="Algorithm 3's k: low-influence records to sort (default 10% of the fitting records).")] = None,
     eta: Annotated[Optional[float], typer.Option(
         "--eta", help="Fixed projection rate instead of the held-out grid search.")] = None,
-    solver: SolverOpt = "auto",
-    damping: DampingOpt = 1e-3,
+    solver: SolverOpt = SOLVER_DEFAULT,
+    damping: DampingOpt = DAMPING_DEFAULT,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -100,22 +104,17 @@ def calibrate(
         if baseline not in ("temperature", "none"):
             raise BadInput(f"--baseline must be temperature or none, got '{baseline}'")
 
-        from dataclasses import asdict
-
         from unlearn_cli.diagnostics.calibration import CalibrationSettings
         from unlearn_cli.diagnostics.calibration import calibrate as run_calibration
-        from unlearn_cli.influence.curvature import SOLVERS
+        from unlearn_cli.forget.calibrated import publish_calibrated
+        from unlearn_cli.forget.targets import plan_calibrate_targets
+        from unlearn_cli.influence.solvers.base import check_solver
         from unlearn_cli.training.loop import resolve_device
         from unlearn_cli.models.datasets import open_checkpoint
 
-        if solver not in SOLVERS:
-            raise BadInput(f"unknown solver '{solver}'; choose one of: {', '.join(SOLVERS)}")
+        check_solver(solver)
         dev = resolve_device(device)
-        target = out if out is not None else default_output(checkpoint)
-        if target.resolve() == Path(checkpoint).resolve():
-            raise BadInput(f"{target}: refusing to overwrite the input checkpoint (choose another --out)")
-        if not (target.parent if str(target.parent) else Path(".")).is_dir():
-            raise BadInput(f"--out {target}: directory '{target.parent}' does not exist")
+        targets = plan_calibrate_targets(checkpoint, out, ledger, wait)
         with run.phase("load"):
             ckpt, dataset = open_checkpoint(checkpoint, data)
         run.input("checkpoint", ckpt.path, ckpt.sha256)
@@ -125,7 +124,7 @@ def calibrate(
             damping=damping, seed=int(seed if seed is not None else ckpt.training.get("seed", 0)),
         )
         settings.validate()
-        run.data["config"] = {**asdict(settings), "device": str(dev)}
+        run.data["config"] = {**settings.reported(), "device": str(dev)}
         with run.phase("calibrate"):
             result = run_calibration(ckpt, dataset, device=dev, settings=settings)
         for name, value in result.timings.items():
@@ -137,8 +136,9 @@ def calibrate(
                      "no calibrated checkpoint was written")
         else:
             with run.phase("write"):
-                digest = _write(target, ckpt, result, settings)
-            run.output("checkpoint", target, digest)
+                published = publish_calibrated(targets, ckpt, dataset, result, settings.reported(), wait=wait,
+                                               warn=run.warn)
+            run.data["outputs"].update(published)
         if plot is not None:
             from unlearn_cli.diagnostics.plots import reliability_png
             from unlearn_cli.ops.atomic import write_bytes
@@ -152,34 +152,6 @@ def calibrate(
                 digest = write_bytes(plot, reliability_png(panels, f"{ckpt.path.name} on {dataset.name} (test split)"))
             run.output("plot", plot, digest)
         show(run, _metrics_table(result.metrics, dataset.name), key_values("calibrate", _summary(result, run)))
-
-
-def _write(target: Path, ckpt: Any, result: Any, settings: Any) -> str:
-    from unlearn_cli import __version__
-    from unlearn_cli.models.checkpoint import save_checkpoint
-    from unlearn_cli.ops.clock import utc_now
-
-    info = result.info
-    meta = {k: v for k, v in ckpt.meta.items() if k != "metrics"}
-    entry = {
-        "method": "puma",
-        "algorithm": "PUMA Algorithm 3 (appendix E)",
-        "criterion": "ece",
-        "eta": info["eta"],
-        "k": info["k"],
-        "holdout": settings.holdout,
-        "seed": settings.seed,
-        "solver": info["engine"]["solver"],
-        "damping": info["engine"]["damping"],
-        "categories": {key: info[key] for key in ("over_confident", "over_uncertain", "other_noise")},
-        "held_out_ece": {"before": result.metrics["held_out"]["before"]["ece"],
-                         "after": result.metrics["held_out"]["puma"]["ece"]},
-        "parent_sha256": ckpt.sha256,
-        "time": utc_now(),
-        "tool_version": __version__,
-    }
-    meta["calibration"] = list(ckpt.meta.get("calibration", [])) + [entry]
-    return save_checkpoint(target, result.state, meta)
 
 
 def _metrics_table(metrics: dict[str, Any], dataset: str):
@@ -213,7 +185,7 @@ def _summary(result: Any, run: Any) -> dict[str, Any]:
         rows["held-out ECE after"] = result.metrics["held_out"]["puma"]["ece"]
     if "temperature" in result.metrics:
         rows["temperature T"] = result.metrics["temperature"]
-    for name in ("checkpoint", "plot"):
+    for name in ("checkpoint", "ledger", "plot"):
         if name in run.data["outputs"]:
             rows[name] = run.data["outputs"][name]["path"]
     return rows

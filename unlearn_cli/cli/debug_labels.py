@@ -31,7 +31,10 @@ from typing import Annotated, Any, List, Optional
 
 import typer
 
-from unlearn_cli.cli.options import DampingOpt, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt, SolverOpt
+from unlearn_cli.cli.options import (
+    DAMPING_DEFAULT, SOLVER_DEFAULT, DampingOpt, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt,
+    SolverOpt,
+)
 from unlearn_cli.cli.output import command_run, fmt, key_values, show
 
 DEFAULT_TOP = 20
@@ -51,8 +54,8 @@ def debug_labels(
         "--out", "-o", help="Write the top K ids (most suspicious first) to this ids file.")] = None,
     criterion: Annotated[str, typer.Option(
         "--criterion", help="C for puma and grad-dot: accuracy (soft error, default), cross-entropy or ece.")] = "accuracy",
-    solver: SolverOpt = "auto",
-    damping: DampingOpt = 1e-3,
+    solver: SolverOpt = SOLVER_DEFAULT,
+    damping: DampingOpt = DAMPING_DEFAULT,
     evaluate: Annotated[Optional[Path], typer.Option(
         "--evaluate", metavar="MANIFEST",
         help="Run the flipped-label evaluation protocol on this manifest instead of ranking a checkpoint.")] = None,
@@ -81,10 +84,10 @@ def debug_labels(
     """
     with command_run("debug-labels", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
         run.preload("torch", "unlearn_cli.influence.engine")  # timed as startup_s, outside total_s
-        from unlearn_cli.diagnostics.labels import RANKERS, RankSettings, check_ranker
+        from unlearn_cli.diagnostics.rankers import RANKERS, RankSettings, check_ranker
         from unlearn_cli.errors import BadInput
         from unlearn_cli.influence.criteria import get_criterion
-        from unlearn_cli.influence.curvature import SOLVERS
+        from unlearn_cli.influence.solvers.base import check_solver
         from unlearn_cli.training.loop import resolve_device
 
         if (checkpoint is None) == (evaluate is None):
@@ -98,8 +101,7 @@ def debug_labels(
         if top is not None and top < 1:
             raise BadInput(f"--top must be >= 1, got {top}")
         get_criterion(criterion)
-        if solver not in SOLVERS:
-            raise BadInput(f"unknown solver '{solver}'; choose one of: {', '.join(SOLVERS)}")
+        check_solver(solver)
         if damping < 0:
             raise BadInput(f"--damping must be >= 0, got {damping}")
         dev = resolve_device(device)
@@ -124,10 +126,11 @@ def debug_labels(
 
 def _rank(run, checkpoint: Path, data: Optional[Path], ranker: str, top: int, out: Optional[Path],
           settings: Any, seed: Optional[int], dev: Any) -> None:
-    from dataclasses import asdict, replace
+    from dataclasses import replace
 
     from unlearn_cli.data.ids import format_ids
-    from unlearn_cli.diagnostics.labels import RANKERS, rank
+    from unlearn_cli.diagnostics.labels import rank
+    from unlearn_cli.diagnostics.rankers import RANKERS
     from unlearn_cli.ops.atomic import write_text
     from unlearn_cli.models.datasets import open_checkpoint
 
@@ -139,7 +142,7 @@ def _rank(run, checkpoint: Path, data: Optional[Path], ranker: str, top: int, ou
     settings = replace(settings, k=top, seed=seed)
     about = RANKERS[ranker]
     run.data["config"] = {"ranker": ranker, "top": top, "seed": seed, "device": str(dev),
-                          "settings": asdict(settings) if about.needs_plain else {}}
+                          "settings": settings.reported() if about.needs_plain else {}}
     with run.phase("rank"):
         ranking = rank(ranker, ckpt, dataset, device=dev, settings=settings)
     shown = ranking.order[:top]
@@ -213,8 +216,6 @@ def _summary(ranker: str, ranking: Any, out: Optional[Path]) -> dict[str, Any]:
 
 def _evaluate(run, manifest: Path, rankers: list[str], flip_rate: float, seed: int, epochs: Optional[int],
               top: Optional[int], settings: Any, dev: Any) -> None:
-    from dataclasses import asdict
-
     from unlearn_cli.data.manifest import load_manifest
     from unlearn_cli.diagnostics.labels import default_arch, evaluate
 
@@ -224,7 +225,7 @@ def _evaluate(run, manifest: Path, rankers: list[str], flip_rate: float, seed: i
     run.input("data", dataset.data_path, dataset.data_sha256)
     run.data["config"] = {"mode": "evaluate", "rankers": rankers, "flip_rate": flip_rate, "seed": seed,
                           "arch": default_arch(dataset), "epochs": epochs, "k": top, "device": str(dev),
-                          "settings": asdict(settings)}
+                          "settings": settings.reported()}
     with run.phase("evaluate"), run.progress(f"training on {dataset.name} with flipped labels") as bar:
         result = evaluate(dataset, rankers, flip_rate=flip_rate, seed=seed, device=dev, epochs=epochs, k=top,
                           settings=settings, progress=bar)

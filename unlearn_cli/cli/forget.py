@@ -72,7 +72,7 @@ def forget(
     refused: list = []
     with command_run("forget", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
         with run.startup():  # torch and the method's modules, reported as startup_s
-            from unlearn_cli.forget.run import ForgetJob
+            from unlearn_cli.forget.job import ForgetJob
             from unlearn_cli.forget.run import forget as run_forget
             from unlearn_cli.methods.registry import get as get_method
             from unlearn_cli.training.loop import resolve_device

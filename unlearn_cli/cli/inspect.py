@@ -24,7 +24,7 @@ def inspect(
 ) -> None:
     """Show a checkpoint's architecture, training recipe, data set and removal lineage."""
     with command_run("inspect", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
-        from unlearn_cli.models.checkpoint import read_header_meta
+        from unlearn_cli.models.checkpoint import read_header_meta, removal_steps
 
         info = read_header_meta(checkpoint)
         run.input("checkpoint", checkpoint, info["sha256"])
@@ -48,9 +48,9 @@ def inspect(
             "parameters": m["parameters"],
             "training": m["training"],
             "dataset": m["dataset"],
-            "removals": len(m["lineage"]),
+            "removals": len(removal_steps(m["lineage"])),
         }
         renderables = [key_values(str(checkpoint), rows)]
         for i, entry in enumerate(m["lineage"], 1):
-            renderables.append(key_values(f"removal {i}", entry))
+            renderables.append(key_values(f"step {i}: {entry.get('method', '?')}", entry))
         show(run, *renderables)

@@ -46,8 +46,6 @@ def mark(
 ) -> None:
     """Choose training records to forget (PUMA appendix A marking) and write an ids file."""
     with command_run("mark", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
-        import numpy as np
-
         from unlearn_cli.data.ids import format_ids
         from unlearn_cli.data.manifest import load_manifest
         from unlearn_cli.marking.strategies import mark as choose
@@ -71,20 +69,12 @@ def mark(
         with run.phase("write"):
             digest = write_text(out, text)
         run.output("ids", out, digest)
-        n_train = int(dataset.train.sum())
-        per_class = {str(c): int(n) for c, n in
-                     enumerate(np.bincount(dataset.y[marking.rows], minlength=dataset.num_classes))}
+        metrics = marking.metrics(dataset)
         run.data["config"] = {"strategy": strategy, **marking.params}
-        run.data["metrics"] = {
-            "marked": len(marking.ids),
-            "n_train": n_train,
-            "fraction_of_train": len(marking.ids) / n_train,
-            "per_class": per_class,
-            "details": marking.details,
-        }
-        show(run, key_values(f"marked {len(marking.ids)} of {n_train} train records of {dataset.name}", {
+        run.data["metrics"] = metrics
+        show(run, key_values(f"marked {metrics['marked']} of {metrics['n_train']} train records of {dataset.name}", {
             "ids file": str(out), "strategy": strategy,
             **{k: v for k, v in marking.params.items() if v is not None},
-            "per class": per_class,
+            "per class": metrics["per_class"],
             **{k: v for k, v in marking.details.items() if not isinstance(v, dict)},
         }))

@@ -1,10 +1,14 @@
-"""unlearn methods: list the unlearning methods, or one method's options.
+"""unlearn methods: list every plugin (methods first, then the other kinds), or one method's options.
 
-Methods are plugins in the ``unlearn.methods`` entry-point group.
+Methods, architectures, attacks, label rankers, influence criteria and iHVP
+solvers are plugins in the ``unlearn.<kind>`` entry-point groups; listing
+reads installed metadata only (no plugin is imported but the methods, whose
+summaries are shown).
 
 Examples:
     unlearn methods
     unlearn methods puma
+    unlearn methods --json
 """
 
 from __future__ import annotations
@@ -17,6 +21,35 @@ from unlearn_cli.cli.options import DebugOpt, DeviceOpt, JsonOpt, QuietOpt, Repo
 from unlearn_cli.cli.output import command_run, show
 
 
+def _plugin_table(kind: str, found: dict):
+    """One line per plugin of ``kind``: its name and the object it registers (module:attribute)."""
+    from rich.table import Table
+
+    table = Table(title=kind, title_justify="left")
+    table.add_column("name")
+    table.add_column("registered object")
+    for name, entry_point in found.items():
+        table.add_row(name, entry_point.value)
+    return table
+
+
+def _list_all(run) -> None:
+    from rich.table import Table
+
+    from unlearn_cli import plugins
+    from unlearn_cli.methods.registry import describe
+
+    found = {kind: plugins.available(kind) for kind in plugins.KINDS}
+    run.data["metrics"] = {"methods": {n: describe(n)["summary"] for n in found["methods"]},
+                           "plugins": {kind: list(entries) for kind, entries in found.items()}}
+    table = Table(title="methods", title_justify="left")
+    table.add_column("name")
+    table.add_column("summary")
+    for n, summary in run.data["metrics"]["methods"].items():
+        table.add_row(n, summary)
+    show(run, table, *(_plugin_table(kind, entries) for kind, entries in found.items() if kind != "methods"))
+
+
 def methods(
     name: Annotated[Optional[str], typer.Argument(help="Show this method's options.")] = None,
     report: ReportOpt = None,
@@ -26,23 +59,14 @@ def methods(
     seed: SeedOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """List unlearning methods, or show one method's options and defaults."""
+    """List the plugins by kind (methods with their summaries), or show one method's options and defaults."""
     with command_run("methods", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
         from rich.table import Table
 
-        from unlearn_cli.methods.registry import available, describe
+        from unlearn_cli.methods.registry import describe
 
         if name is None:
-            found = available()
-            run.data["metrics"] = {"methods": {n: describe(n)["summary"] for n in found}}
-            table = Table(title="methods", title_justify="left")
-            table.add_column("name")
-            table.add_column("summary")
-            for n, summary in run.data["metrics"]["methods"].items():
-                table.add_row(n, summary)
-            if not found:
-                table.caption = "no methods are installed"
-            show(run, table)
+            _list_all(run)
             return
         info = describe(name)
         run.data["metrics"] = {"method": info}

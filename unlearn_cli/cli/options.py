@@ -7,6 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
+from unlearn_cli.influence.settings import InfluenceSettings
+
+
+def _setting_help(name: str) -> str:
+    """The influence setting's one-line doc as a help sentence: one text for --set keys and flags."""
+    first, _, rest = InfluenceSettings.__dataclass_fields__[name].metadata["doc"].partition(" ")
+    return f"{first.capitalize() if first.islower() else first} {rest}."  # "iHVP" keeps its case
+
+
 ReportOpt = Annotated[
     Optional[Path], typer.Option("--report", help="Also write the JSON report to this file.")
 ]
@@ -22,10 +31,8 @@ DataOpt = Annotated[
     typer.Option("--data", help="Dataset manifest (default: the one recorded in the checkpoint)."),
 ]
 CheckpointArg = Annotated[Path, typer.Argument(help="A checkpoint written by unlearn (.safetensors).")]
-SolverOpt = Annotated[
-    str,
-    typer.Option("--solver", help="iHVP solver: auto (exact up to 5k parameters, else ekfac), exact, cg, lissa, kfac, ekfac."),
-]
-DampingOpt = Annotated[
-    float, typer.Option("--damping", help="Added to the curvature diagonal (on top of the recipe's weight decay).")
-]
+SolverOpt = Annotated[str, typer.Option("--solver", help=_setting_help("solver"))]
+DampingOpt = Annotated[float, typer.Option("--damping", help=_setting_help("damping"))]
+#: --solver and --damping default to the influence settings' own defaults (debug-labels, calibrate)
+SOLVER_DEFAULT: str = InfluenceSettings.solver
+DAMPING_DEFAULT: float = InfluenceSettings.damping

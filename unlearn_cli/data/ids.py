@@ -27,8 +27,9 @@ per-file sha256 hex digests, in the order given, so that it identifies the
 exact set of inputs; with a single file it is that file's own sha256 (what
 ``sha256sum`` prints), because there is nothing to merge.
 
-Raw IDs never go into checkpoints; ``id_digest`` and ``id_set_digest`` give
-stable, order-independent fingerprints instead.
+Raw IDs never go into checkpoints; ``id_set_digest`` here and
+``ops.digests.id_digest`` (one ID) give stable, order-independent
+fingerprints instead.
 
 This module must stay cheap to import (no torch): fast commands use it.
 """
@@ -46,7 +47,6 @@ from numbers import Integral
 from typing import BinaryIO
 
 from unlearn_cli.errors import BadInput
-from unlearn_cli.ops.digests import id_digest
 
 __all__ = [
     "Request",
@@ -177,22 +177,23 @@ def _read_stdin(stdin: BinaryIO | None) -> bytes:
     return data
 
 
+_NOT_A_FILE = "is a directory, not a request file"
+#: Why a request file could not be opened, by the error's class (first match wins).
+_UNREADABLE = ((FileNotFoundError, "no such request file"), (IsADirectoryError, _NOT_A_FILE),
+               (PermissionError, "permission denied"))
+
+
 def _read_file(path: str) -> bytes:
     """The bytes of a request file, or a BadInput naming it and why not."""
-    shown = _show_source(path)
     try:
         with open(path, "rb") as handle:
             return handle.read()
-    except FileNotFoundError:
-        raise BadInput(f"{shown}: no such request file") from None
-    except IsADirectoryError:
-        raise BadInput(f"{shown}: is a directory, not a request file") from None
-    except PermissionError:
-        raise BadInput(f"{shown}: permission denied") from None
     except OSError as exc:
-        if os.path.isdir(path):  # Windows reports directories as PermissionError/OSError
-            raise BadInput(f"{shown}: is a directory, not a request file") from None
-        raise BadInput(f"{shown}: cannot read ({exc.strerror or exc})") from None
+        reason = next((text for kind, text in _UNREADABLE if isinstance(exc, kind)), None)
+        if reason is None:
+            # Windows reports directories as PermissionError/OSError
+            reason = _NOT_A_FILE if os.path.isdir(path) else f"cannot read ({exc.strerror or exc})"
+        raise BadInput(f"{_show_source(path)}: {reason}") from None
 
 
 def _load(path: str | os.PathLike[str], stdin: BinaryIO | None) -> tuple[bytes, str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from unlearn_cli.data.manifest import Dataset
+from unlearn_cli.data.dataset import Dataset
+
 
 def tensors(dataset: Dataset, rows: np.ndarray, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Feature and label tensors for the given row indices."""

@@ -7,6 +7,7 @@ extra fails at once with a one-line message.
 from __future__ import annotations
 
 import io
+import importlib
 from typing import Any
 
 from unlearn_cli.errors import BadInput
@@ -16,7 +17,7 @@ INSTALL_HINT = "pip install 'unlearn-cli[plots]'"
 
 def require_matplotlib() -> None:
     try:
-        import matplotlib  # noqa: F401
+        importlib.import_module("matplotlib")
     except ImportError:
         raise BadInput(f"--plot needs matplotlib, which is not installed: {INSTALL_HINT}") from None
 

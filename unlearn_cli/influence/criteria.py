@@ -4,16 +4,23 @@ The influence engine never hard-codes a loss: it is handed an ``Objective``
 (what training minimised: mean cross-entropy plus the recorded L2 term) and a
 ``Criterion`` (what the user wants preserved, equation 2 of the PUMA paper).
 Every criterion is written as a quantity to *minimise*, so "C unchanged" means
-the same thing for all of them.
+the same thing for all of them. Criteria are plugins of the ``unlearn.criteria``
+entry-point group (the three below register there too): a :class:`Criterion`
+subclass whose ``name`` is its entry point's.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
+
+from unlearn_cli import plugins
+from unlearn_cli.errors import BadInput
+from unlearn_cli.influence.settings import CRITERION_CHOICES, listed
 
 
 @dataclass(frozen=True)
@@ -85,12 +92,21 @@ class SoftECE(Criterion):
         return gap.abs().sum() / len(y)
 
 
-CRITERIA = {c.name: c for c in (CrossEntropy, SoftError, SoftECE)}
+@lru_cache(maxsize=None)
+def registered() -> dict[str, type[Criterion]]:
+    """Every registered criterion by name, in listing order (the paper's default first)."""
+    return {name: plugins.load("criteria", name) for name in listed(plugins.names("criteria"), CRITERION_CHOICES)}
+
+
+def __getattr__(name: str):
+    # ``CRITERIA`` reads the registry on first use: importing this module scans no entry points.
+    if name == "CRITERIA":
+        return registered()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_criterion(name: str) -> Criterion:
-    from unlearn_cli.errors import BadInput
-
-    if name not in CRITERIA:
-        raise BadInput(f"unknown criterion '{name}'; choose one of: {', '.join(CRITERIA)}")
-    return CRITERIA[name]()
+    found = registered()
+    if name not in found:
+        raise BadInput(f"unknown criterion '{name}'; choose one of: {', '.join(found)}")
+    return found[name]()

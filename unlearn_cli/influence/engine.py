@@ -20,8 +20,11 @@ from unlearn_cli.training.loop import pick_threads
 from unlearn_cli.data.tensors import tensors
 from unlearn_cli.models.sidecar import load_sidecar, save_sidecar, sidecar_path
 from unlearn_cli.influence.criteria import Criterion, Objective, get_criterion
-from unlearn_cli.influence.curvature import CurvatureSettings, Solver, build_solver, curvature_matvec, relative_residual
 from unlearn_cli.influence.scores import FunctionalModel, criterion_grad
+from unlearn_cli.influence.settings import InfluenceSettings
+from unlearn_cli.influence.solvers.base import (
+    CurvatureSettings, Solver, build_solver, curvature_matvec, relative_residual, solver_class,
+)
 
 RESIDUAL_SAMPLE = 256  # records for the reported residual of factorised solves (a full pass would cost an epoch)
 
@@ -51,88 +54,88 @@ class InfluenceEngine:
         *,
         device: Any = "cpu",
         criterion: str = "cross-entropy",
-        settings: CurvatureSettings | None = None,
-        cache: bool = True,
+        settings: InfluenceSettings | None = None,
         seed: int = 0,
         criterion_rows: np.ndarray | None = None,
     ) -> "InfluenceEngine":
         """Model, objective, criterion, solver and v for a checkpoint.
 
-        ``criterion_rows`` are the records grad C is taken over (default: the
-        train split, D_tn in Algorithm 1).
+        ``settings`` are any command's settings that embed
+        :class:`InfluenceSettings` (default: its defaults). ``criterion_rows``
+        are the records grad C is taken over (default: the train split, D_tn in
+        Algorithm 1).
         """
         device = torch.device(device)
-        timings: dict[str, float] = {}
         model = checkpoint.build_model(device)
         pick_threads(model)
         fmodel = FunctionalModel.of(model)
         recipe_wd = float(checkpoint.training.get("weight_decay", 0.0))
-        settings = settings or CurvatureSettings()
-        settings.weight_decay = recipe_wd
-        objective = Objective(weight_decay=recipe_wd)
-        crit = get_criterion(criterion)
-        train_rows = dataset.train_indices()
-        curvature_rows = _sample(train_rows, settings.sample, seed, salt=0)
-        engine = cls(checkpoint, dataset, device, fmodel, objective, crit, settings, curvature_rows,
-                     solver=None, v=None, seed=seed, timings=timings)  # type: ignore[arg-type]
-
-        solver_name = settings.resolved_solver(fmodel.size)
-        cacheable = cache and solver_name in ("kfac", "ekfac") and checkpoint.path is not None
-        path = sidecar_path(checkpoint.path, checkpoint.sha256, f"curvature-{solver_name}") if cacheable else None
-        key = {**settings.key(fmodel.size), "train_ids_digest": dataset.train_id_digest(),
-               "curvature_rows": len(curvature_rows)}
-        cached = load_sidecar(path, key) if path is not None else None
-        # A cache hit needs no pass over the train split, so it is not even copied (cost follows the request).
-        x_cv, y_cv = (None, None) if cached is not None else engine.rows(curvature_rows)
-
-        t0 = time.perf_counter()
-        engine.solver = build_solver(settings, fmodel, x_cv, y_cv, cached=cached)
-        timings["curvature_s"] = time.perf_counter() - t0
-
-        v_name = f"v.{crit.name}"
-        crit_rows = train_rows if criterion_rows is None else criterion_rows
-        t0 = time.perf_counter()
-        v_residual = None
-        if cached is not None and v_name in cached and criterion_rows is None:
-            engine.v = cached[v_name].to(device)
-            v_residual = float(cached.get(f"{v_name}.residual", torch.tensor(float("nan"))))
-        else:
-            if x_cv is None:
-                x_cv, y_cv = engine.rows(curvature_rows)
-            same = crit_rows is train_rows and len(curvature_rows) == len(train_rows)
-            x_c, y_c = (x_cv, y_cv) if same else engine.rows(crit_rows)  # no second copy of the train split
-            _, grad_c = criterion_grad(fmodel, crit, x_c, y_c)
-            engine.v = engine.solver.solve(grad_c)
-            v_residual = relative_residual(engine.residual_matvec(), engine.v, grad_c)
-            if path is not None and criterion_rows is None:
-                state = dict(cached or engine.solver.state())
-                state[v_name] = engine.v
-                state[f"{v_name}.residual"] = torch.tensor(v_residual)
-                save_sidecar(path, state, key)
-        timings["v_s"] = time.perf_counter() - t0
-        engine.info = {
-            "solver": solver_name,
-            "curvature": settings.curvature,
-            "damping": settings.damping,
-            "weight_decay": recipe_wd,
-            "parameters": fmodel.size,
-            "curvature_records": int(len(curvature_rows)),
-            "cache": None if path is None else {"path": str(path), "hit": cached is not None},
-            "v_residual": v_residual,
-        }
+        curvature = CurvatureSettings.of(settings or InfluenceSettings(), weight_decay=recipe_wd, seed=seed)
+        curvature_rows = _sample(dataset.train_indices(), curvature.curvature_sample, seed, salt=0)
+        engine = cls(checkpoint, dataset, device, fmodel, Objective(weight_decay=recipe_wd),
+                     get_criterion(criterion), curvature, curvature_rows,
+                     solver=None, v=None, seed=seed)  # type: ignore[arg-type]
+        engine._prepare(criterion_rows)
         return engine
 
     @classmethod
-    def for_request(cls, request: Any, config: Any) -> "InfluenceEngine":
-        settings = CurvatureSettings(
-            solver=config.solver, curvature=config.curvature, damping=config.damping,
-            cg_tol=config.cg_tol, cg_maxiter=config.cg_maxiter, lissa_depth=config.lissa_depth,
-            lissa_scale=config.lissa_scale, lissa_batch=config.lissa_batch,
-            lissa_repeats=config.lissa_repeats, sample=config.curvature_sample, seed=request.seed,
-            fisher_samples=config.fisher_samples, ekfac_sample=config.ekfac_sample,
-        )
+    def for_request(cls, request: Any, config: InfluenceSettings) -> "InfluenceEngine":
+        """The engine for one forget request with PUMA's options (``config`` embeds the influence settings)."""
         return cls.build(request.checkpoint, request.dataset, device=request.device, criterion=config.criterion,
-                         settings=settings, cache=config.cache, seed=request.seed)
+                         settings=config, seed=request.seed)
+
+    def _prepare(self, criterion_rows: np.ndarray | None) -> None:
+        """The solver and v, from the sidecar cache when it holds them."""
+        settings, fmodel = self.settings, self.fmodel
+        solver_name = settings.resolved_solver(fmodel.size)
+        checkpoint = self.checkpoint
+        cacheable = settings.cache and solver_class(solver_name).factorised and checkpoint.path is not None
+        path = sidecar_path(checkpoint.path, checkpoint.sha256, f"curvature-{solver_name}") if cacheable else None
+        key = {**settings.key(fmodel.size), "train_ids_digest": self.dataset.train_id_digest(),
+               "curvature_rows": len(self.curvature_rows)}
+        cached = load_sidecar(path, key) if path is not None else None
+        # A cache hit needs no pass over the train split, so it is not even copied (cost follows the request).
+        curvature_xy = (None, None) if cached is not None else self.rows(self.curvature_rows)
+
+        t0 = time.perf_counter()
+        self.solver = build_solver(settings, fmodel, *curvature_xy, cached=cached)
+        self.timings["curvature_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        v_name = f"v.{self.criterion.name}"
+        if cached is not None and v_name in cached and criterion_rows is None:
+            self.v = cached[v_name].to(self.device)
+            v_residual = float(cached.get(f"{v_name}.residual", torch.tensor(float("nan"))))
+        else:
+            v_residual = self._solve_v(criterion_rows, curvature_xy)
+            if path is not None and criterion_rows is None:
+                state = dict(cached or self.solver.state())
+                state[v_name] = self.v
+                state[f"{v_name}.residual"] = torch.tensor(v_residual)
+                save_sidecar(path, state, key)
+        self.timings["v_s"] = time.perf_counter() - t0
+        self.info = {
+            "solver": solver_name,
+            "curvature": settings.curvature,
+            "damping": settings.damping,
+            "weight_decay": settings.weight_decay,
+            "parameters": fmodel.size,
+            "curvature_records": int(len(self.curvature_rows)),
+            "cache": None if path is None else {"path": str(path), "hit": cached is not None},
+            "v_residual": v_residual,
+        }
+
+    def _solve_v(self, criterion_rows: np.ndarray | None, curvature_xy: tuple) -> float:
+        """v = (H + dI)^-1 grad C over ``criterion_rows`` (the train split by default); its relative residual."""
+        train_rows = self.dataset.train_indices()
+        x_cv, y_cv = curvature_xy if curvature_xy[0] is not None else self.rows(self.curvature_rows)
+        if criterion_rows is None and len(self.curvature_rows) == len(train_rows):
+            x_c, y_c = x_cv, y_cv  # no second copy of the train split
+        else:
+            x_c, y_c = self.rows(train_rows if criterion_rows is None else criterion_rows)
+        _, grad_c = criterion_grad(self.fmodel, self.criterion, x_c, y_c)
+        self.v = self.solver.solve(grad_c)
+        return relative_residual(self.residual_matvec(), self.v, grad_c)
 
     # -- helpers ---------------------------------------------------------------
     def rows(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,7 +147,7 @@ class InfluenceEngine:
     def residual_matvec(self):
         """(H + dI) on the curvature records; a seeded sample of them for factorised solvers."""
         rows = self.curvature_rows
-        if self.solver.name in ("kfac", "ekfac"):
+        if self.solver.factorised:
             rows = _sample(rows, RESIDUAL_SAMPLE, self.seed, salt=3)
         x, y = self.rows(rows)
         return curvature_matvec(self.settings, self.fmodel, x, y)

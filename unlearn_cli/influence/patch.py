@@ -24,21 +24,10 @@ import numpy as np
 import torch
 
 from unlearn_cli.influence.criteria import Criterion, Objective
-from unlearn_cli.influence.curvature import Solver
 from unlearn_cli.influence.reweight import reweight
 from unlearn_cli.influence.scores import FunctionalModel, criterion_value, psi, weighted_grad
-
-
-@dataclass
-class PatchSettings:
-    eta: float | None = None     # fixed projection rate; None = choose by delta
-    delta: float = 0.02          # allowed |change of C| on remaining records (equation 2)
-    eta_min: float = 1e-4        # grid for eta; see methods/puma.py for why it is wider than
-    eta_max: float = 1e3         #   the paper's recommended 1e-2..1e-1
-    eta_grid: int = 6            # grid points per decade
-    lambda_l1: float = 1e-5      # sparsity of lambda (scale-free: psi divided by its rms)
-    lambda_l2: float = 1e-3      # small changes of lambda; > 0 makes lambda unique
-    lambda_solver: str = "exact"
+from unlearn_cli.influence.settings import PatchSettings
+from unlearn_cli.influence.solvers.base import Solver, relative_residual
 
 
 @dataclass
@@ -139,8 +128,6 @@ def puma_patch(
     residual = None
     if residual_matvec is not None:
         t0 = time.perf_counter()
-        from unlearn_cli.influence.curvature import relative_residual
-
         residual = relative_residual(residual_matvec, direction, b)
         timings["residual_s"] = time.perf_counter() - t0
 

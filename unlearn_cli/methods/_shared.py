@@ -1,4 +1,7 @@
-"""Helpers shared by the fine-tuning methods (boundary, salun, neggrad, finetune, amnesiac repair).
+"""Steps the methods share: the fine-tuning ones (boundary, salun, neggrad,
+finetune, amnesiac's repair) load the model, fine-tune it with SGD through the
+one training loop and hand back the edited weights; every method reports
+progress through the same hook.
 
 Not a method itself (it registers no entry point). Everything here imports
 torch lazily, so importing a method module stays free.
@@ -6,25 +9,26 @@ torch lazily, so importing a method module stays free.
 
 from __future__ import annotations
 
-from dataclasses import field
+import time
+from abc import abstractmethod
+from pathlib import Path
 from typing import Any, Callable
 
 from unlearn_cli.errors import BadInput
+from unlearn_cli.methods.base import Method, Outcome, Request
+from unlearn_cli.options import non_negative, positive
 
 
-def opt(default: Any, doc: str, **extra: Any):
-    """A config field with its one-line documentation (shown by ``unlearn methods NAME``)."""
-    return field(default=default, metadata={"doc": doc, **extra})
-
-
-def positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise BadInput(f"option '{name}' must be > 0, got {value}")
-
-
-def non_negative(name: str, value: float) -> None:
-    if value < 0:
-        raise BadInput(f"option '{name}' must be >= 0, got {value}")
+def check_sgd(config: Any) -> None:
+    """Ranges of the SGD options of a fine-tuning config: lr, epochs, batch_size, weight_decay (where it has
+    one), momentum, checked in that order."""
+    positive("lr", config.lr)
+    positive("epochs", config.epochs)
+    positive("batch_size", config.batch_size)
+    if hasattr(config, "weight_decay"):
+        non_negative("weight_decay", config.weight_decay)
+    if not 0 <= config.momentum < 1:
+        raise BadInput(f"option 'momentum' must be in [0, 1), got {config.momentum}")
 
 
 def single_model(request: Any, method: str) -> None:
@@ -62,6 +66,11 @@ def sgd(params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
+def sgd_for(model, config: Any):
+    """SGD over every weight with the config's lr, momentum and weight decay (0 where it has none)."""
+    return sgd(model.parameters(), config.lr, config.momentum, getattr(config, "weight_decay", 0.0))
+
+
 def recipe_for(epochs: int, batch_size: int, lr: float, seed: int, weight_decay: float = 0.0,
                momentum: float = 0.9):
     """A Recipe for ``train_model``: the method's own epochs, batch size and schedule seed."""
@@ -69,6 +78,47 @@ def recipe_for(epochs: int, batch_size: int, lr: float, seed: int, weight_decay:
 
     return Recipe(optimizer="sgd", lr=lr, epochs=int(epochs), batch_size=int(batch_size),
                   weight_decay=weight_decay, momentum=momentum, seed=int(seed))
+
+
+def fine_tune(request: Request, model, x, y, config: Any, phase: str, optimizer=None, **hooks: Any):
+    """``config.epochs`` passes of SGD over (x, y) in batches of ``config.batch_size``, through the one
+    training loop, the batch order seeded by ``request.seed``; ``hooks`` go to ``train_model``
+    (``loss_fn``, ``after_step``, ``on_step``). Returns its result (steps, losses)."""
+    from unlearn_cli.training.loop import train_model
+
+    weight_decay = getattr(config, "weight_decay", 0.0)
+    recipe = recipe_for(config.epochs, config.batch_size, config.lr, request.seed,
+                        weight_decay=weight_decay, momentum=config.momentum)
+    return train_model(model, x, y, recipe, device=request.device,
+                       optimizer=optimizer if optimizer is not None else sgd_for(model, config),
+                       progress=progress_hook(request, phase), **hooks)
+
+
+class FineTuning(Method):
+    """A method that edits one plain model's weights (boundary, salun, neggrad, finetune).
+
+    A SISA ensemble is refused (it is edited by retraining shards) and the
+    parent's update log goes stale. Subclasses write :meth:`edit`.
+    """
+
+    def forget(self, request: Request, config: Any) -> Outcome:
+        single_model(request, self.name)
+        state, metrics, timings = self.edit(request, config, time.perf_counter())
+        return Outcome(state=state, metrics=metrics, timings=timings, meta_updates=stale_log(request.checkpoint))
+
+    @abstractmethod
+    def edit(self, request: Request, config: Any, started: float) -> tuple[dict, dict, dict]:
+        """(new state, metrics, timings) of the edited model; ``started``: perf_counter at the start."""
+
+
+def own_sidecar(ckpt: Any, name: str) -> tuple[Path | None, dict[str, Any] | None]:
+    """Where the checkpoint's sidecar ``name`` lives and its tensors (None when absent or another checkpoint's)."""
+    from unlearn_cli.models.sidecar import load_sidecar, sidecar_path
+
+    if ckpt.path is None or not ckpt.sha256:
+        return None, None
+    path = sidecar_path(ckpt.path, ckpt.sha256, name)
+    return path, load_sidecar(path, {"checkpoint": ckpt.sha256})
 
 
 def cosine_per_epoch(optimizer, base_lr: float, epochs: int, steps_per_epoch: int) -> Callable:

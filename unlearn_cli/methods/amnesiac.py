@@ -3,7 +3,7 @@
 Needs a checkpoint trained with ``unlearn train --track-updates``. Every batch
 that held a requested record has its recorded parameter update subtracted from
 the weights; optionally the model is then repaired by fine-tuning on the
-remaining records. The log format is described in ``unlearn_cli/update_log.py``.
+remaining records. The log format is described in ``unlearn_cli/training/update_log.py``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from typing import Optional
 
 from unlearn_cli.errors import BadInput
-from unlearn_cli.methods._shared import non_negative, opt, positive
 from unlearn_cli.methods.base import Method, Outcome, Request
+from unlearn_cli.options import non_negative, option, positive
 
 
 @dataclass
 class AmnesiacConfig:
-    repair_epochs: int = opt(0, "epochs of training on the remaining records after subtracting (Graves et al.'s "
+    repair_epochs: int = option(0, "epochs of training on the remaining records after subtracting (Graves et al.'s "
                                 "repair); 0 = pure subtraction, as compared in the PUMA paper")
-    repair_lr: Optional[float] = opt(None, "learning rate of the repair; unset = the recorded recipe's")
+    repair_lr: Optional[float] = option(None, "learning rate of the repair; unset = the recorded recipe's")
 
     def validate(self) -> None:
         non_negative("repair_epochs", self.repair_epochs)
@@ -50,13 +50,12 @@ class Amnesiac(Method):
     def forget(self, request: Request, config: AmnesiacConfig) -> Outcome:
         import numpy as np
 
-        from unlearn_cli.models.sidecar import load_sidecar, sidecar_path
+        from unlearn_cli.methods._shared import own_sidecar
         from unlearn_cli.training.update_log import SIDECAR, batches_holding, check_log, pruned_log, subtract
 
         ckpt = request.checkpoint
         t0 = time.perf_counter()
-        path = sidecar_path(ckpt.path, ckpt.sha256, SIDECAR) if ckpt.path is not None and ckpt.sha256 else None
-        log = load_sidecar(path, {"checkpoint": ckpt.sha256}) if path is not None else None
+        path, log = own_sidecar(ckpt, SIDECAR)
         if log is None:
             shown = path.name if path is not None else f"<sha256[:16]>.{SIDECAR}.safetensors"
             raise BadInput(f"update log sidecar {shown} is missing or belongs to another checkpoint; it is written "

@@ -31,8 +31,9 @@ import time
 from dataclasses import dataclass
 
 from unlearn_cli.errors import BadInput
-from unlearn_cli.methods._shared import opt, positive
-from unlearn_cli.methods.base import Method, Outcome, Request
+from unlearn_cli.methods._shared import FineTuning, check_sgd
+from unlearn_cli.methods.base import Request
+from unlearn_cli.options import option, positive
 
 SMALL_DATA_NOTE = (
     " The fine-tuning budget is counted in epochs over the forget records: a class of a few hundred records "
@@ -48,36 +49,27 @@ SAMPLE_LEVEL_NOTE = (
 )
 
 
-def _validate(config) -> None:
-    positive("lr", config.lr)
-    positive("epochs", config.epochs)
-    positive("batch_size", config.batch_size)
-    if not 0 <= config.momentum < 1:
-        raise BadInput(f"option 'momentum' must be in [0, 1), got {config.momentum}")
-
-
 @dataclass
 class ShrinkConfig:
-    bound: float = opt(0.1, "FGSM neighbour-search step (L-inf bound) in input units; authors' code: 0.1")
-    lr: float = opt(1e-5, "fine-tune learning rate (SGD); paper: 1e-5")
-    epochs: int = opt(10, "fine-tune epochs over the forget records; paper: 10")
-    momentum: float = opt(0.9, "SGD momentum; authors' code: 0.9")
-    batch_size: int = opt(64, "forget-record batch size; authors' code: 64")
+    bound: float = option(0.1, "FGSM neighbour-search step (L-inf bound) in input units; authors' code: 0.1")
+    lr: float = option(1e-5, "fine-tune learning rate (SGD); paper: 1e-5")
+    epochs: int = option(10, "fine-tune epochs over the forget records; paper: 10")
+    momentum: float = option(0.9, "SGD momentum; authors' code: 0.9")
+    batch_size: int = option(64, "forget-record batch size; authors' code: 64")
 
     def validate(self) -> None:
-        _validate(self)
+        check_sgd(self)
         positive("bound", self.bound)
 
 
 @dataclass
 class ExpandConfig:
-    lr: float = opt(1e-5, "fine-tune learning rate (SGD); paper: 1e-5")
-    epochs: int = opt(10, "fine-tune epochs over the forget records; paper: 10")
-    momentum: float = opt(0.9, "SGD momentum; authors' code: 0.9")
-    batch_size: int = opt(64, "forget-record batch size; authors' code: 64")
+    lr: float = option(1e-5, "fine-tune learning rate (SGD); paper: 1e-5")
+    epochs: int = option(10, "fine-tune epochs over the forget records; paper: 10")
+    momentum: float = option(0.9, "SGD momentum; authors' code: 0.9")
+    batch_size: int = option(64, "forget-record batch size; authors' code: 64")
 
-    def validate(self) -> None:
-        _validate(self)
+    validate = check_sgd  # its options are exactly the SGD ones
 
 
 def _class_summary(request: Request, y_forget) -> dict:
@@ -116,7 +108,38 @@ def neighbour_labels(model, x, y, bound: float, domain: str, chunk: int = 512):
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
-class BoundaryShrink(Method):
+def widen_output(ckpt, seed: int):
+    """The checkpoint's architecture rebuilt with one more class: every tensor copied, the extra output row
+    initialised from ``seed``. Returns (module, original class count, names of the widened tensors)."""
+    import torch
+
+    from unlearn_cli.models.registry import build
+
+    kwargs = dict(ckpt.arch.get("kwargs", {}))
+    if "num_classes" not in kwargs:
+        raise BadInput(f"boundary-expand needs an architecture built with num_classes; "
+                       f"'{ckpt.arch.get('name')}' records none")
+    classes = int(kwargs["num_classes"])
+    torch.manual_seed(seed)
+    wide = build({"name": ckpt.arch["name"], "kwargs": {**kwargs, "num_classes": classes + 1}})
+    widened = []
+    for k, w in wide.state_dict().items():
+        o = ckpt.state.get(k)
+        if o is None:
+            raise BadInput(f"boundary-expand: widened architecture has tensor '{k}' the checkpoint lacks")
+        if tuple(w.shape) == tuple(o.shape):
+            w.copy_(o)
+        elif w.shape[0] == classes + 1 and tuple(w.shape[1:]) == tuple(o.shape[1:]) and o.shape[0] == classes:
+            w[:classes].copy_(o)
+            widened.append(k)
+        else:
+            raise BadInput(f"boundary-expand: cannot widen tensor '{k}' {list(o.shape)} -> {list(w.shape)}")
+    if not widened:
+        raise BadInput(f"boundary-expand: architecture '{ckpt.arch['name']}' has no output layer sized by num_classes")
+    return wide, classes, widened
+
+
+class BoundaryShrink(FineTuning):
     name = "boundary-shrink"
     summary = "relabel forget records to their nearest wrong class (FGSM) and fine-tune (Chen et al. 2023)"
     details = (
@@ -131,40 +154,28 @@ class BoundaryShrink(Method):
         "removed) the defaults leave 90% of that digit's test images recognised; bound=0.3 with lr=1e-4 leaves "
         "0% with the other digits unchanged."
     )
-    requires = "plain"
     Config = ShrinkConfig
 
-    def forget(self, request: Request, config: ShrinkConfig) -> Outcome:
-        from unlearn_cli.training.loop import train_model
-        from unlearn_cli.methods._shared import load_model, progress_hook, rows_xy, sgd, single_model, snapshot, stale_log
-        from unlearn_cli.methods._shared import recipe_for
+    def edit(self, request: Request, config: ShrinkConfig, t0: float) -> tuple[dict, dict, dict]:
+        from unlearn_cli.methods._shared import fine_tune, load_model, per_class_counts, rows_xy, snapshot
 
-        single_model(request, self.name)
-        t0 = time.perf_counter()
         x, y = rows_xy(request, request.forget_rows)
         original = load_model(request)
         nbi = neighbour_labels(original, x, y, config.bound, request.dataset.normalize)
         t_search = time.perf_counter() - t0
         model = load_model(request)
-        optimizer = sgd(model.parameters(), config.lr, config.momentum)
-        recipe = recipe_for(config.epochs, config.batch_size, config.lr, request.seed, momentum=config.momentum)
-        train_model(model, x, nbi, recipe, device=request.device, optimizer=optimizer,
-                    progress=progress_hook(request, "boundary-shrink"))
+        fine_tune(request, model, x, nbi, config, self.name)
         method_s = time.perf_counter() - t0
-        from unlearn_cli.methods._shared import per_class_counts
-
         metrics = {
             **_class_summary(request, y.cpu().numpy()),
             "neighbour_labels": per_class_counts(nbi.cpu().numpy(), request.dataset.num_classes),
             "neighbour_differs": float((nbi != y).float().mean()) if len(y) else 0.0,
             "input_domain": request.dataset.normalize,
         }
-        return Outcome(state=snapshot(model), metrics=metrics,
-                       timings={"search_s": t_search, "finetune_s": method_s - t_search, "method_s": method_s},
-                       meta_updates=stale_log(request.checkpoint))
+        return snapshot(model), metrics, {"search_s": t_search, "finetune_s": method_s - t_search, "method_s": method_s}
 
 
-class BoundaryExpand(Method):
+class BoundaryExpand(FineTuning):
     name = "boundary-expand"
     summary = "fine-tune forget records into an extra shadow class, then prune it (Chen et al. 2023)"
     details = (
@@ -179,53 +190,22 @@ class BoundaryExpand(Method):
         "recognised; lr=1e-4 leaves 0% with the other digits within 0.3 points; lr=1e-3 also 0% but costs "
         "the other digits 10 points."
     )
-    requires = "plain"
     Config = ExpandConfig
 
-    def forget(self, request: Request, config: ExpandConfig) -> Outcome:
+    def edit(self, request: Request, config: ExpandConfig, t0: float) -> tuple[dict, dict, dict]:
         import torch
 
-        from unlearn_cli.models.registry import build
-        from unlearn_cli.training.loop import train_model
-        from unlearn_cli.methods._shared import progress_hook, recipe_for, rows_xy, sgd, single_model, stale_log
+        from unlearn_cli.methods._shared import fine_tune, rows_xy
 
-        single_model(request, self.name)
-        ckpt = request.checkpoint
-        t0 = time.perf_counter()
-        kwargs = dict(ckpt.arch.get("kwargs", {}))
-        if "num_classes" not in kwargs:
-            raise BadInput(f"boundary-expand needs an architecture built with num_classes; "
-                           f"'{ckpt.arch.get('name')}' records none")
-        classes = int(kwargs["num_classes"])
-        torch.manual_seed(int(request.seed))
-        wide = build({"name": ckpt.arch["name"], "kwargs": {**kwargs, "num_classes": classes + 1}})
-        wide_state = wide.state_dict()
-        widened = []
-        for k, w in wide_state.items():
-            o = ckpt.state.get(k)
-            if o is None:
-                raise BadInput(f"boundary-expand: widened architecture has tensor '{k}' the checkpoint lacks")
-            if tuple(w.shape) == tuple(o.shape):
-                w.copy_(o)
-            elif w.shape[0] == classes + 1 and tuple(w.shape[1:]) == tuple(o.shape[1:]) and o.shape[0] == classes:
-                w[:classes].copy_(o)
-                widened.append(k)
-            else:
-                raise BadInput(f"boundary-expand: cannot widen tensor '{k}' {list(o.shape)} -> {list(w.shape)}")
-        if not widened:
-            raise BadInput(f"boundary-expand: architecture '{ckpt.arch['name']}' has no output layer sized by num_classes")
+        wide, classes, widened = widen_output(request.checkpoint, int(request.seed))
         x, y = rows_xy(request, request.forget_rows)
         shadow = torch.full_like(y, classes)
         wide = wide.to(request.device)
-        optimizer = sgd(wide.parameters(), config.lr, config.momentum)
-        recipe = recipe_for(config.epochs, config.batch_size, config.lr, request.seed, momentum=config.momentum)
-        train_model(wide, x, shadow, recipe, device=request.device, optimizer=optimizer,
-                    progress=progress_hook(request, "boundary-expand"))
+        fine_tune(request, wide, x, shadow, config, self.name)
         with torch.no_grad():
             shadow_share = float((wide(x).argmax(1) == classes).float().mean()) if len(x) else 0.0
         state = {k: (v[:classes] if k in widened else v).detach().cpu().clone() for k, v in wide.state_dict().items()}
         method_s = time.perf_counter() - t0
         metrics = {**_class_summary(request, y.cpu().numpy()), "shadow_class": classes,
                    "pruned_tensors": widened, "forget_in_shadow_class_before_pruning": shadow_share}
-        return Outcome(state=state, metrics=metrics, timings={"finetune_s": method_s, "method_s": method_s},
-                       meta_updates=stale_log(ckpt))
+        return state, metrics, {"finetune_s": method_s, "method_s": method_s}

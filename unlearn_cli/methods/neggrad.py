@@ -14,31 +14,28 @@ import time
 from dataclasses import dataclass
 
 from unlearn_cli.errors import BadInput
-from unlearn_cli.methods._shared import non_negative, opt, positive
-from unlearn_cli.methods.base import Method, Outcome, Request
+from unlearn_cli.methods._shared import FineTuning, check_sgd
+from unlearn_cli.methods.base import Request
+from unlearn_cli.options import option
 
 
 @dataclass
 class NegGradConfig:
-    alpha: float = opt(0.95, "weight of the retain loss; 1 - alpha weighs the ascent on the forget loss (NegGrad+: 0.95)")
-    lr: float = opt(0.01, "SGD learning rate (NegGrad+ settings: 0.01)")
-    epochs: int = opt(10, "passes over the remaining records (NegGrad+ settings: 10)")
-    batch_size: int = opt(256, "batch size of both streams (NegGrad+ settings: 256)")
-    momentum: float = opt(0.9, "SGD momentum (NegGrad+ settings: 0.9)")
-    weight_decay: float = opt(0.0, "SGD weight decay (NegGrad+ settings: 0)")
+    alpha: float = option(0.95, "weight of the retain loss; 1 - alpha weighs the ascent on the forget loss "
+                                "(NegGrad+: 0.95)")
+    lr: float = option(0.01, "SGD learning rate (NegGrad+ settings: 0.01)")
+    epochs: int = option(10, "passes over the remaining records (NegGrad+ settings: 10)")
+    batch_size: int = option(256, "batch size of both streams (NegGrad+ settings: 256)")
+    momentum: float = option(0.9, "SGD momentum (NegGrad+ settings: 0.9)")
+    weight_decay: float = option(0.0, "SGD weight decay (NegGrad+ settings: 0)")
 
     def validate(self) -> None:
         if not 0 <= self.alpha <= 1:
             raise BadInput(f"option 'alpha' must be in [0, 1], got {self.alpha}")
-        positive("lr", self.lr)
-        positive("epochs", self.epochs)
-        positive("batch_size", self.batch_size)
-        non_negative("weight_decay", self.weight_decay)
-        if not 0 <= self.momentum < 1:
-            raise BadInput(f"option 'momentum' must be in [0, 1), got {self.momentum}")
+        check_sgd(self)
 
 
-class NegGrad(Method):
+class NegGrad(FineTuning):
     name = "neggrad"
     summary = "gradient ascent on the forget records plus descent on the remaining ones (NegGrad+, Kurmanji et al. 2023)"
     details = (
@@ -49,18 +46,15 @@ class NegGrad(Method):
         "point, so forget accuracy can fall far below retrain's, and large lr or small alpha diverge (a run "
         "with non-finite weights is refused and nothing is written)."
     )
-    requires = "plain"
     Config = NegGradConfig
 
-    def forget(self, request: Request, config: NegGradConfig) -> Outcome:
+    def edit(self, request: Request, config: NegGradConfig, t0: float) -> tuple[dict, dict, dict]:
         import torch
         from torch.nn import functional as F
 
-        from unlearn_cli.training.loop import batch_schedule, train_model
-        from unlearn_cli.methods._shared import load_model, progress_hook, recipe_for, rows_xy, sgd, single_model, snapshot, stale_log
+        from unlearn_cli.methods._shared import fine_tune, load_model, rows_xy, snapshot
+        from unlearn_cli.training.loop import batch_schedule
 
-        single_model(request, self.name)
-        t0 = time.perf_counter()
         model = load_model(request)
         xf, yf = rows_xy(request, request.forget_rows)
         xr, yr = rows_xy(request, request.retain_rows)
@@ -82,13 +76,8 @@ class NegGrad(Method):
             ascent.append(float(forget_loss.detach()))
             return config.alpha * F.cross_entropy(logits, targets) - (1 - config.alpha) * forget_loss
 
-        optimizer = sgd(model.parameters(), config.lr, config.momentum, config.weight_decay)
-        recipe = recipe_for(config.epochs, config.batch_size, config.lr, request.seed,
-                            weight_decay=config.weight_decay, momentum=config.momentum)
-        train_model(model, xr, yr, recipe, device=request.device, optimizer=optimizer, loss_fn=loss_fn,
-                    progress=progress_hook(request, "neggrad"))
+        fine_tune(request, model, xr, yr, config, "neggrad", loss_fn=loss_fn)
         method_s = time.perf_counter() - t0
         metrics = {"steps": len(ascent), "forget_loss_first_step": ascent[0] if ascent else None,
                    "forget_loss_last_step": ascent[-1] if ascent else None}
-        return Outcome(state=snapshot(model), metrics=metrics, timings={"finetune_s": method_s, "method_s": method_s},
-                       meta_updates=stale_log(request.checkpoint))
+        return snapshot(model), metrics, {"finetune_s": method_s, "method_s": method_s}

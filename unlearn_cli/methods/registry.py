@@ -1,29 +1,29 @@
-"""Method registry: the ``unlearn.methods`` entry-point group (built-ins included)."""
+"""The methods ``unlearn forget --method`` knows: the ``unlearn.methods`` plugins (built-ins included).
+
+Found through the one plugin loader (``unlearn_cli.plugins``); listing reads
+installed metadata, a method's module is imported when it is asked for.
+"""
 
 from __future__ import annotations
 
-from functools import lru_cache
-from importlib.metadata import entry_points
 from typing import Any
 
+from unlearn_cli import plugins
 from unlearn_cli.errors import BadInput
-from unlearn_cli.methods.base import Method, options
+from unlearn_cli.methods.base import Method
+from unlearn_cli.options import describe as describe_options
 
-GROUP = "unlearn.methods"
 
-
-@lru_cache(maxsize=1)
 def available() -> dict[str, Any]:
-    return dict(sorted((ep.name, ep) for ep in entry_points(group=GROUP)))
+    """Method name -> entry point, sorted by name."""
+    return plugins.available("methods")
 
 
 def get(name: str) -> Method:
     found = available()
     if name not in found:
-        listed = ", ".join(found) or "none installed"
-        raise BadInput(f"unknown method '{name}'; available: {listed}")
-    cls = found[name].load()
-    return cls()
+        raise BadInput(f"unknown method '{name}'; available: {', '.join(found)}")
+    return plugins.load("methods", name)()
 
 
 def describe(name: str) -> dict[str, Any]:
@@ -32,6 +32,6 @@ def describe(name: str) -> dict[str, Any]:
         "name": name,
         "summary": method.summary,
         "requires": method.requires,
-        "options": options(method.Config),
+        "options": describe_options(method.Config),
         "details": method.details,
     }

@@ -31,7 +31,6 @@ class Retrain(Method):
         "new weights. Records removed by earlier forgets are not tracked for plain checkpoints; retrain "
         "trains on every train record not in this request."
     )
-    requires = "plain"
     Config = RetrainConfig
 
     def forget(self, request: Request, config: RetrainConfig) -> Outcome:

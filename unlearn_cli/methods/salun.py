@@ -23,28 +23,24 @@ import time
 from dataclasses import dataclass
 
 from unlearn_cli.errors import BadInput
-from unlearn_cli.methods._shared import non_negative, opt, positive
-from unlearn_cli.methods.base import Method, Outcome, Request
+from unlearn_cli.methods._shared import FineTuning, check_sgd
+from unlearn_cli.methods.base import Request
+from unlearn_cli.options import option
 
 
 @dataclass
 class SalunConfig:
-    sparsity: float = opt(0.5, "share of weights in the saliency mask (top |grad| of the forget loss); paper: 0.5")
-    lr: float = opt(0.013, "SGD learning rate; authors' README (CIFAR-10 random forgetting): 0.013")
-    epochs: int = opt(10, "epochs over forget + remaining records; authors' README: 10")
-    batch_size: int = opt(256, "batch size; authors' code: 256")
-    momentum: float = opt(0.9, "SGD momentum; authors' code: 0.9")
-    weight_decay: float = opt(5e-4, "SGD weight decay (salient weights only); authors' code: 5e-4")
+    sparsity: float = option(0.5, "share of weights in the saliency mask (top |grad| of the forget loss); paper: 0.5")
+    lr: float = option(0.013, "SGD learning rate; authors' README (CIFAR-10 random forgetting): 0.013")
+    epochs: int = option(10, "epochs over forget + remaining records; authors' README: 10")
+    batch_size: int = option(256, "batch size; authors' code: 256")
+    momentum: float = option(0.9, "SGD momentum; authors' code: 0.9")
+    weight_decay: float = option(5e-4, "SGD weight decay (salient weights only); authors' code: 5e-4")
 
     def validate(self) -> None:
         if not 0 < self.sparsity <= 1:
             raise BadInput(f"option 'sparsity' must be in (0, 1], got {self.sparsity}")
-        positive("lr", self.lr)
-        positive("epochs", self.epochs)
-        positive("batch_size", self.batch_size)
-        non_negative("weight_decay", self.weight_decay)
-        if not 0 <= self.momentum < 1:
-            raise BadInput(f"option 'momentum' must be in [0, 1), got {self.momentum}")
+        check_sgd(self)
 
 
 def saliency_mask(model, x, y, sparsity: float, chunk: int = 1024) -> dict:
@@ -81,7 +77,7 @@ def random_wrong_labels(y, num_classes: int, seed: int):
     return (y.cpu() + shift) % num_classes
 
 
-class Salun(Method):
+class Salun(FineTuning):
     name = "salun"
     summary = "random-label fine-tuning restricted to the weights most salient to the forget loss (Fan et al. 2024)"
     details = (
@@ -97,20 +93,16 @@ class Salun(Method):
         "as label noise and cost test accuracy (benchmarks/results/methods_table.md). Cost: `epochs` passes "
         "over the training set."
     )
-    requires = "plain"
     Config = SalunConfig
 
-    def forget(self, request: Request, config: SalunConfig) -> Outcome:
+    def edit(self, request: Request, config: SalunConfig, t0: float) -> tuple[dict, dict, dict]:
         import torch
 
-        from unlearn_cli.training.loop import train_model
-        from unlearn_cli.methods._shared import load_model, progress_hook, recipe_for, rows_xy, sgd, single_model, snapshot, stale_log
+        from unlearn_cli.methods._shared import fine_tune, load_model, rows_xy, sgd_for, snapshot
 
-        single_model(request, self.name)
         classes = int(request.dataset.num_classes)
         if classes < 2:
             raise BadInput("salun needs at least two classes to draw wrong labels")
-        t0 = time.perf_counter()
         model = load_model(request)
         xf, yf = rows_xy(request, request.forget_rows)
         masks = saliency_mask(model, xf, yf, config.sparsity)
@@ -122,7 +114,7 @@ class Salun(Method):
         y = torch.cat([y_random, yr])
         params = dict(model.named_parameters())
         original = {k: p.detach().clone() for k, p in params.items()}
-        optimizer = sgd(model.parameters(), config.lr, config.momentum, config.weight_decay)
+        optimizer = sgd_for(model, config)
         hooks = [p.register_hook(lambda g, m=masks[k]: g * m) for k, p in params.items()]
 
         def restore() -> None:
@@ -133,11 +125,8 @@ class Salun(Method):
                     if buf is not None:
                         buf.mul_(masks[k])
 
-        recipe = recipe_for(config.epochs, config.batch_size, config.lr, request.seed,
-                            weight_decay=config.weight_decay, momentum=config.momentum)
         try:
-            train_model(model, x, y, recipe, device=request.device, optimizer=optimizer, after_step=restore,
-                        progress=progress_hook(request, "salun"))
+            fine_tune(request, model, x, y, config, "salun", optimizer=optimizer, after_step=restore)
         finally:
             for h in hooks:
                 h.remove()
@@ -150,6 +139,4 @@ class Salun(Method):
             "salient_share_per_tensor": {k: float(m.float().mean()) for k, m in masks.items()},
             "forget_records_relabelled": int(len(yf)),
         }
-        return Outcome(state=snapshot(model), metrics=metrics,
-                       timings={"mask_s": t_mask, "finetune_s": method_s - t_mask, "method_s": method_s},
-                       meta_updates=stale_log(request.checkpoint))
+        return snapshot(model), metrics, {"mask_s": t_mask, "finetune_s": method_s - t_mask, "method_s": method_s}

@@ -3,7 +3,7 @@
 Needs a checkpoint trained with ``unlearn train --sisa-shards S --sisa-slices R``.
 The shard/slice of every record is in the checkpoint's ``sisa.assignment``;
 the state of every constituent after every slice is in the ``sisa-slices``
-sidecar. The heavy lifting is in ``unlearn_cli/sisa.py``.
+sidecar. The heavy lifting is in ``unlearn_cli/training/sisa.py``.
 """
 
 from __future__ import annotations
@@ -42,15 +42,12 @@ class Sisa(Method):
     Config = SisaConfig
 
     def forget(self, request: Request, config: SisaConfig) -> Outcome:
-        from unlearn_cli.models.sidecar import load_sidecar, sidecar_path
+        from unlearn_cli.methods._shared import own_sidecar, progress_hook
         from unlearn_cli.training.sisa import SIDECAR, forget_sisa
-        from unlearn_cli.methods._shared import progress_hook
 
         ckpt = request.checkpoint
         t0 = time.perf_counter()
-        slice_states = None
-        if ckpt.path is not None and ckpt.sha256 is not None:
-            slice_states = load_sidecar(sidecar_path(ckpt.path, ckpt.sha256, SIDECAR), {"checkpoint": ckpt.sha256})
+        _, slice_states = own_sidecar(ckpt, SIDECAR)
         if slice_states is None:
             request.warn(f"sidecar '{SIDECAR}' of {ckpt.path.name if ckpt.path else 'the checkpoint'} is missing "
                          "or does not match; affected shards are retrained from slice 0")

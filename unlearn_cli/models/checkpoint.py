@@ -52,6 +52,11 @@ class Checkpoint:
     def lineage(self) -> list[dict[str, Any]]:
         return self.meta.setdefault("lineage", [])
 
+    @property
+    def removals(self) -> list[dict[str, Any]]:
+        """The lineage steps that removed records (``calibrate`` patches weights without a removal)."""
+        return removal_steps(self.meta.get("lineage") or [])
+
     def manifest_path(self) -> Path | None:
         """The manifest recorded in the checkpoint, resolved against the checkpoint's folder."""
         rel = self.dataset.get("manifest")
@@ -67,14 +72,27 @@ class Checkpoint:
         try:
             missing, unexpected = model.load_state_dict(self.state, strict=False)
         except RuntimeError as exc:
-            detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
-            raise BadInput(f"{self.path}: weights do not fit architecture '{self.arch['name']}' ({detail})") from None
+            raise BadInput(f"{self.path}: weights do not fit architecture '{self.arch['name']}' "
+                           f"({load_error_detail(exc)})") from None
         if missing or unexpected:
             raise BadInput(
                 f"{self.path}: weights do not fit architecture '{self.arch['name']}' "
                 f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
             )
         return model.to(device).eval()
+
+
+def load_error_detail(exc: RuntimeError) -> str:
+    """The first specific line of torch's ``load_state_dict`` error (its first line is generic)."""
+    return next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
+
+
+#: Lineage steps that change the weights without removing requested records.
+NOT_REMOVALS = ("calibrate",)
+
+
+def removal_steps(lineage: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [entry for entry in lineage if isinstance(entry, dict) and entry.get("method") not in NOT_REMOVALS]
 
 
 def _read_header(path: Path, data: bytes) -> dict[str, Any]:
@@ -206,6 +224,4 @@ def read_header_meta(path: str | os.PathLike) -> dict[str, Any]:
 
 def param_count(state: dict[str, Any]) -> int:
     """Trainable parameters (BatchNorm running statistics excluded)."""
-    from unlearn_cli.models.checkpoint import is_buffer_name
-
     return int(sum(t.numel() for k, t in state.items() if t.is_floating_point() and not is_buffer_name(k)))

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from unlearn_cli.data.manifest import Dataset, load_manifest
+from unlearn_cli.data.dataset import Dataset
+from unlearn_cli.data.manifest import load_manifest
 from unlearn_cli.errors import BadInput
 from unlearn_cli.models.checkpoint import Checkpoint, load_checkpoint, relative_manifest
+
 
 def dataset_for(ckpt: Checkpoint, data: Path | None) -> Dataset:
     """The checkpoint's data set (``--data`` or the recorded manifest), checked against its digest."""

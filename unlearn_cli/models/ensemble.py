@@ -1,6 +1,6 @@
 """SISA ensembles: the constituents of a SISA checkpoint, aggregated into one predictor.
 
-``workflow.load_predictor`` returns this for every non-plain checkpoint, so
+``models.predict.load_predictor`` returns this for every non-plain checkpoint, so
 every command that predicts (evaluate, attack, debug-labels, forget's
 before/after metrics) sees the aggregate, never a single constituent.
 
@@ -59,7 +59,7 @@ class SisaEnsemble(nn.Module):
 
 def load_ensemble(ckpt: Any, device: Any = "cpu") -> SisaEnsemble:
     """The aggregated predictor of a SISA checkpoint (eval mode)."""
-    from unlearn_cli.models.ensemble import live_shards, unprefixed
+    from unlearn_cli.models.checkpoint import load_error_detail
     from unlearn_cli.models.registry import build
 
     if ckpt.kind != "sisa":
@@ -72,9 +72,8 @@ def load_ensemble(ckpt: Any, device: Any = "cpu") -> SisaEnsemble:
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
             raise BadInput(f"{ckpt.path}: shard {shard} weights do not fit architecture "
-                           f"'{ckpt.arch.get('name')}' ({detail})") from None
+                           f"'{ckpt.arch.get('name')}' ({load_error_detail(exc)})") from None
         models.append(model)
     num_classes = int(ckpt.arch.get("kwargs", {}).get("num_classes", 0)) or None
     if num_classes is None:

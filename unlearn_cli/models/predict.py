@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from unlearn_cli.data.manifest import Dataset
+from unlearn_cli.data.dataset import Dataset
 from unlearn_cli.data.tensors import tensors
 from unlearn_cli.models.checkpoint import Checkpoint
 

@@ -1,8 +1,9 @@
 """Architecture registry: the ``unlearn.architectures`` entry-point group.
 
 An architecture is a builder ``build(input_shape, num_classes, **kwargs) ->
-nn.Module``. The built-ins (linear, mlp, cnn, densenet) register through the
-same group as third-party plugins, so a plugin is a first-class citizen. The
+nn.Module``, found through :mod:`unlearn_cli.plugins` (kind ``architectures``).
+The built-ins (linear, mlp, cnn, densenet) register through the same group as
+third-party plugins, so a plugin is a first-class citizen. The
 checkpoint stores ``{"name": ..., "kwargs": ...}`` where kwargs holds every
 constructor argument (input shape and class count included), which is enough to
 rebuild the module without the data set.
@@ -10,35 +11,27 @@ rebuild the module without the data set.
 
 from __future__ import annotations
 
-from functools import lru_cache
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Callable
 
+from unlearn_cli import plugins
 from unlearn_cli.errors import BadInput
 
 if TYPE_CHECKING:
-    from unlearn_cli.data.manifest import Dataset
+    from importlib.metadata import EntryPoint
 
-GROUP = "unlearn.architectures"
+    from unlearn_cli.data.dataset import Dataset
+
+GROUP = plugins.group("architectures")
 
 
-@lru_cache(maxsize=1)
-def available() -> dict[str, Any]:
-    """Name -> entry point, for every registered architecture."""
-    found = {ep.name: ep for ep in entry_points(group=GROUP)}
-    if not found:
-        raise BadInput(
-            "no architectures are registered: install the package (pip install -e .) "
-            "so its entry points exist"
-        )
-    return dict(sorted(found.items()))
+def available() -> dict[str, EntryPoint]:
+    """Name -> entry point, for every registered architecture (``plugins.available``)."""
+    return plugins.available("architectures")
 
 
 def get_builder(name: str) -> Callable[..., Any]:
-    archs = available()
-    if name not in archs:
-        raise BadInput(f"unknown architecture '{name}'; choose one of: {', '.join(archs)}")
-    return archs[name].load()
+    """The builder registered as ``name``; an unknown name is a BadInput listing the known ones."""
+    return plugins.load("architectures", name)
 
 
 def build(spec: dict[str, Any]):

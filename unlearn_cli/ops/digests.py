@@ -16,6 +16,14 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def sha256_or_none(path: str | os.PathLike) -> str | None:
+    """The file's sha256, or None when it cannot be read (missing, a directory, no permission)."""
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
+
+
 def derive_seed(seed: int, role: str, *index: int) -> int:
     """A stable 31-bit seed per (seed, role, index...): SISA constituents and slices, attack models."""
     import numpy as np  # lazily: the ledger and the ids reader use this module and stay numpy-free

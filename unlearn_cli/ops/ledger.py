@@ -1,8 +1,8 @@
-"""The deletion ledger: an append-only JSON-lines audit trail, one line per forget run.
+"""The deletion ledger: an append-only JSON-lines audit trail, one line per forget run (and per calibrate output).
 
 Each line is one JSON object (see ``LEDGER_FORMAT`` and README "Running
 unattended"). It names requests by file name and sha256 and removed records by
-the sha256 of each ID (``data.ids.id_digest``), never by the raw ID.
+the sha256 of each ID (``ops.digests.id_digest``), never by the raw ID.
 
 Durability rules, so that a crash at any instant leaves a ledger a reader can use:
 

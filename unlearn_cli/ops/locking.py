@@ -95,6 +95,12 @@ def _release(fd: int, path: Path) -> None:
     os.close(fd)
 
 
+def check_wait(wait: float) -> None:
+    """``--wait`` is a number of seconds, never negative."""
+    if wait < 0:
+        raise BadInput(f"--wait must be >= 0 seconds, got {wait}")
+
+
 @contextlib.contextmanager
 def hold_locks(paths: Sequence[str | os.PathLike], wait: float = 0.0, *,
                what: str = "", warn: Callable[[str], None] | None = None) -> Iterator[None]:
@@ -103,8 +109,7 @@ def hold_locks(paths: Sequence[str | os.PathLike], wait: float = 0.0, *,
     Waits up to ``wait`` seconds in total, then raises ``LockHeld`` naming the
     holder's PID. ``what`` names the thing protected in that message.
     """
-    if wait < 0:
-        raise BadInput(f"--wait must be >= 0 seconds, got {wait}")
+    check_wait(wait)
     unique = sorted({Path(os.path.abspath(p)) for p in paths})
     if fcntl is None:  # pragma: no cover - Windows
         if warn is not None:

@@ -1,4 +1,5 @@
-"""A new checkpoint from a data set: one seeded initialisation, the one training loop, its metadata."""
+"""A model from a data set: one seeded initialisation, the one training loop, and the
+base metadata of a new checkpoint (``training/train.py`` makes whole checkpoints)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import numpy as np
 import torch
 
 from unlearn_cli import __version__
-from unlearn_cli.data.manifest import Dataset
+from unlearn_cli.data.dataset import Dataset
 from unlearn_cli.data.tensors import tensors
 from unlearn_cli.errors import BadInput
 from unlearn_cli.models.datasets import dataset_meta
 from unlearn_cli.ops.clock import utc_now
 from unlearn_cli.training.loop import Recipe, init_model, train_model
+
 
 def fit(
     dataset: Dataset,

@@ -149,6 +149,19 @@ def _train_tensors(dataset, device):
     return tensors(dataset, dataset.train_indices(), device)
 
 
+def _counter(progress: Callable[[int, int], None] | None, total: int) -> Callable[[int], None]:
+    """``tick(k)``: k more slice steps done, reported as ``progress(done, total)``."""
+    done = 0
+
+    def tick(k: int) -> None:
+        nonlocal done
+        done += k
+        if progress is not None:
+            progress(done, total)
+
+    return tick
+
+
 def _meta(shards, slices, aggregate, assignment, removed, epochs) -> dict[str, Any]:
     live = np.bincount(np.delete(assignment[:, 0], removed), minlength=shards)
     return {
@@ -173,13 +186,7 @@ def train_sisa(dataset, arch: dict[str, Any], recipe, shards: int, slices: int, 
     assignment = assign(n_train, shards, slices, recipe.seed)
     removed = np.empty(0, dtype=np.int64)
     x, y = _train_tensors(dataset, device)
-    done = [0]
-
-    def tick(k: int) -> None:
-        done[0] += k
-        if progress is not None:
-            progress(done[0], shards * slices)
-
+    tick = _counter(progress, shards * slices)
     state: dict[str, Any] = {}
     slice_states: dict[str, Any] = {}
     for i in range(shards):
@@ -251,13 +258,7 @@ def forget_sisa(ckpt, dataset, forget_rows: np.ndarray, slice_states: dict[str, 
     new_slices: dict[str, Any] = dict(slice_states) if slice_states is not None else {}
     retrained = []
     total = sum(slices - r for r in earliest.values())
-    done = [0]
-
-    def tick(k: int) -> None:
-        done[0] += k
-        if progress is not None:
-            progress(done[0], total)
-
+    tick = _counter(progress, total)
     for shard in sorted(earliest):
         start = earliest[shard]
         start_state = None

@@ -13,7 +13,7 @@ Sidecar ``update-log`` (safetensors, named after the checkpoint's sha256):
   BatchNorm running statistics);
 * ``positions``: (steps, batch_size) int64, the batch's records as positions
   into ``dataset.train_indices()`` (never raw IDs), padded with -1. They equal
-  ``training.batch_schedule(n_train, batch_size, epochs, seed)``, so the log
+  ``training.loop.batch_schedule(n_train, batch_size, epochs, seed)``, so the log
   can be checked against the recorded recipe;
 * ``removed``: (steps,) bool, batches already subtracted by an earlier forget
   (their deltas are zeroed in the new log: the removed records' updates are
@@ -48,7 +48,7 @@ def log_bytes(state: dict[str, Any], steps: int, batch_size: int) -> int:
 
 def train_tracked(dataset, rows: np.ndarray, arch: dict[str, Any], recipe, *, device="cpu",
                   progress: Callable[[int, int], None] | None = None):
-    """Train like ``workflow.fit`` while logging every step's update.
+    """Train like ``training.fit.fit`` while logging every step's update.
 
     Returns (model, losses, log tensors, metadata entry).
     """

@@ -1,17 +1,11 @@
-"""K-FAC and EK-FAC: a factorised Gauss-Newton for models too big for the exact matrix.
+"""Per-layer taps: the inputs and output gradients of every Linear/Conv2d/BatchNorm layer.
 
-Per layer the GGN block is approximated by a Kronecker product A (x) G of the
-second moments of the layer inputs (A) and of the output gradients (G)
-(Martens & Grosse 2015; for convolutions, patches and spatial positions as in
-Grosse & Martens 2016). The output gradients are those of C "pseudo-losses"
-sqrt(p_c) (z_c - p^T z) per record, whose outer products sum exactly to the
-cross-entropy GGN, so no labels are sampled. EK-FAC (George et al. 2018)
-keeps the Kronecker eigenbases but re-fits the eigenvalues to the per-record
-gradients projected into them. BatchNorm affine parameters get a diagonal.
-
-The factors are computed once per checkpoint (two passes over the curvature
-records for EK-FAC) and cached; applying the inverse is a few small matrix
-products per layer.
+The output gradients are those of C "pseudo-losses" sqrt(p_c) (z_c - p^T z)
+per record, whose outer products sum exactly to the cross-entropy GGN, so no
+labels are sampled (or, for K-FAC's factors, of cross-entropy against labels
+drawn from the model's own p). Two users: the exact GGN's rows
+(``pseudo_gradients``, used by ``curvature.ggn_rows``) and K-FAC/EK-FAC's
+Kronecker factors (``solvers/kfac.py``).
 """
 
 from __future__ import annotations
@@ -21,13 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearn_cli.errors import BadInput
-from unlearn_cli.influence.curvature import CurvatureSettings, Solver
-from unlearn_cli.influence.scores import FunctionalModel, chunks
+from unlearn_cli.influence.scores import FunctionalModel
 
-BATCH = 512
-
-
-class _Layer:
+class Layer:
     """One factorised layer: where its parameters sit in the flat vector, and its factors."""
 
     def __init__(self, prefix: str, module: nn.Module, slices: dict[str, slice]):
@@ -89,7 +79,6 @@ class _Layer:
         gb = g.sum(dims) if dims else g
         return torch.cat([gw, gb], 1)
 
-
     def record_grads(self, g: torch.Tensor) -> torch.Tensor:
         """Per-record gradients of this layer's parameters, flattened in parameter order: (n, size)."""
         if self.kind == "bn":
@@ -131,11 +120,11 @@ class LayerTaps:
     def __init__(self, fmodel: FunctionalModel, fisher_samples: int = 0, seed: int = 0):
         self.fmodel = fmodel
         self.fisher_samples = fisher_samples
-        self._gen = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)
         self.layers = self._find_layers(fmodel)
 
     @staticmethod
-    def _find_layers(fmodel: FunctionalModel) -> list[_Layer]:
+    def _find_layers(fmodel: FunctionalModel) -> list[Layer]:
         slices, offset = {}, 0
         for name, p in fmodel.params.items():
             slices[name] = slice(offset, offset + p.numel())
@@ -148,7 +137,7 @@ class LayerTaps:
                 own = [f"{prefix}.{n}" for n, _ in module.named_parameters(recurse=False)]
                 own = [n for n in own if n in slices]
                 if own:
-                    layers.append(_Layer(prefix, module, slices))
+                    layers.append(Layer(prefix, module, slices))
                     covered.update(own)
         missing = [n for n in slices if n not in covered]
         if missing:
@@ -177,133 +166,10 @@ class LayerTaps:
         z = self.forward(xb)
         outputs = [layer.output for layer in self.layers]
         samples = self.fisher_samples
-        losses = _sampled_losses(z, samples, self._gen) if samples else _pseudo_losses(z)
+        losses = _sampled_losses(z, samples, self.generator) if samples else _pseudo_losses(z)
         for i, loss in enumerate(losses):
             grads = torch.autograd.grad(loss, outputs, retain_graph=i < len(losses) - 1)
             yield grads
-
-
-class KFACSolver(Solver):
-    name = "kfac"
-
-    def __init__(self, settings: CurvatureSettings, fmodel: FunctionalModel, x, y,
-                 eigen_correction: bool = True, cached: dict | None = None):
-        super().__init__(settings)
-        self.name = "ekfac" if eigen_correction else "kfac"
-        self.fmodel = fmodel
-        self.eigen_correction = eigen_correction
-        self.taps = LayerTaps(fmodel, settings.fisher_samples, settings.seed)
-        self._gen = self.taps._gen
-        self.layers = self.taps.layers
-        if cached:
-            self._load(cached)
-        else:
-            self._fit(x)
-
-    # -- fitting -------------------------------------------------------------
-    def _fit(self, x: torch.Tensor) -> None:
-        n = len(x)
-        for layer in self.layers:
-            layer.A = layer.G = layer.D = None
-        for sl in chunks(n, BATCH):
-            xb = x[sl]
-            for grads in self.taps.class_grads(xb):
-                for layer, g in zip(self.layers, grads):
-                    if layer.kind == "bn":
-                        d = (layer.bn_grads(g) ** 2).sum(0)
-                        layer.D = d if layer.D is None else layer.D + d
-                        continue
-                    gs = _Layer.out_grads(g)                       # (n, T, out)
-                    G = torch.einsum("nto,ntp->op", gs, gs)
-                    layer.G = G if layer.G is None else layer.G + G
-            for layer in self.layers:
-                if layer.kind != "bn":
-                    A = layer.a_factor_sum()                     # (in', in')
-                    layer.A = A if layer.A is None else layer.A + A
-        for layer in self.layers:
-            if layer.kind == "bn":
-                layer.D = layer.D / n
-                continue
-            sA, layer.UA = torch.linalg.eigh((layer.A / n).double())
-            sG, layer.UG = torch.linalg.eigh((layer.G / n).double())
-            layer.UA, layer.UG = layer.UA.to(x.dtype), layer.UG.to(x.dtype)
-            layer.L = torch.outer(sG.clamp_min(0), sA.clamp_min(0)).to(x.dtype)
-            layer.A = layer.G = None
-        if self.eigen_correction:
-            # The eigenvalue fit needs fewer records than the factors: a seeded subset.
-            k = self.settings.ekfac_sample
-            if 0 < k < n:
-                idx = torch.randperm(n, generator=self._gen)[:k].sort().values.to(x.device)
-                x = x[idx]
-            self._correct_eigenvalues(x)
-
-    def _correct_eigenvalues(self, x: torch.Tensor) -> None:
-        """EK-FAC: eigenvalues = mean squared per-record gradient in the Kronecker eigenbasis."""
-        n = len(x)
-        sums = {id(layer): None for layer in self.layers if layer.kind != "bn"}
-        for sl in chunks(n, BATCH):
-            xb = x[sl]
-            acts = None
-            for grads in self.taps.class_grads(xb):
-                if acts is None:
-                    acts = {id(l): l.eigen_activations() for l in self.layers if l.kind != "bn"}
-                for layer, g in zip(self.layers, grads):
-                    if layer.kind == "bn":
-                        continue
-                    gs = _Layer.out_grads(g) @ layer.UG               # (n, T, out) in G's eigenbasis
-                    proj = torch.einsum("nto,nti->noi", gs, acts[id(layer)])
-                    s = (proj**2).sum(0)
-                    sums[id(layer)] = s if sums[id(layer)] is None else sums[id(layer)] + s
-        for layer in self.layers:
-            if layer.kind != "bn":
-                layer.L = sums[id(layer)] / n
-
-    # -- applying ------------------------------------------------------------
-    def _as_matrix(self, layer: _Layer, v: torch.Tensor) -> torch.Tensor:
-        out_dim = layer.UG.shape[0]
-        W = v[layer.w].reshape(out_dim, -1)
-        return torch.cat([W, v[layer.b][:, None]], 1) if layer.has_bias else W
-
-    def solve(self, b: torch.Tensor) -> torch.Tensor:
-        d = self.settings.total_damping
-        out = torch.empty_like(b)
-        for layer in self.layers:
-            if layer.kind == "bn":
-                idx = torch.cat([torch.arange(layer.w.start, layer.w.stop), torch.arange(layer.b.start, layer.b.stop)])
-                out[idx] = b[idx] / (layer.D + d)
-                continue
-            V = self._as_matrix(layer, b)
-            X = layer.UG @ ((layer.UG.T @ V @ layer.UA) / (layer.L + d)) @ layer.UA.T
-            if layer.has_bias:
-                out[layer.w] = X[:, :-1].reshape(-1)
-                out[layer.b] = X[:, -1]
-            else:
-                out[layer.w] = X.reshape(-1)
-        return out
-
-    # -- cache ---------------------------------------------------------------
-    def state(self) -> dict[str, torch.Tensor]:
-        state = {}
-        for layer in self.layers:
-            if layer.kind == "bn":
-                state[f"{layer.prefix}.D"] = layer.D
-            else:
-                state[f"{layer.prefix}.UA"] = layer.UA
-                state[f"{layer.prefix}.UG"] = layer.UG
-                state[f"{layer.prefix}.L"] = layer.L
-        return state
-
-    def _load(self, cached: dict) -> None:
-        try:
-            for layer in self.layers:
-                if layer.kind == "bn":
-                    layer.D = cached[f"{layer.prefix}.D"]
-                else:
-                    layer.UA = cached[f"{layer.prefix}.UA"]
-                    layer.UG = cached[f"{layer.prefix}.UG"]
-                    layer.L = cached[f"{layer.prefix}.L"]
-        except KeyError as exc:
-            raise BadInput(f"curvature cache lacks factor {exc}; delete the sidecar to rebuild it") from None
 
 
 def pseudo_gradients(fmodel: FunctionalModel, xb: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,70 @@
+"""Train and test masks from a manifest's ``splits`` entry.
+
+Only ``test`` given -> train is the rest; only ``train`` given -> test is the
+rest; both given -> they must not overlap and rows in neither are unused.
+``{fraction, seed}`` picks ``round(fraction * N)`` rows from the front of
+``np.random.default_rng(seed).permutation(N)``. When *both* splits are
+fractions they are carved as consecutive blocks of one permutation (test
+first, then train) so that they never overlap; they must then share the seed.
+No splits at all: every row is train.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from unlearn_cli.data.schema import ManifestContext, SplitSpec
+
+
+def make_splits(ctx: ManifestContext, n: int, specs: dict[str, SplitSpec], masks: dict[str, np.ndarray]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) bool masks of length ``n``; the train split must be non-empty."""
+    tr, te = specs.get("train"), specs.get("test")
+    if tr is None and te is None:
+        train, test = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    elif isinstance(tr, tuple) and isinstance(te, tuple):
+        train, test = _two_fractions(ctx, n, tr, te)
+    else:
+        train = None if tr is None else _split_mask(n, tr, masks, "train")
+        test = None if te is None else _split_mask(n, te, masks, "test")
+        if train is None:
+            train = ~test
+        elif test is None:
+            test = ~train
+        else:
+            both = np.flatnonzero(train & test)
+            if both.size:
+                ctx.fail("splits.train", f"and key 'splits.test' overlap in {both.size} row(s), "
+                                         f"first at row {int(both[0])}")
+    if not train.any():
+        ctx.fail("splits.train", "selects no rows: the train split must be non-empty")
+    return train, test
+
+
+def _two_fractions(ctx: ManifestContext, n: int, tr: tuple[float, int, bool], te: tuple[float, int, bool]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    # Two independent draws would almost surely overlap, so both fractions
+    # share one permutation and take consecutive blocks.
+    (ftr, str_, gtr), (fte, ste, gte) = tr, te
+    if gtr and gte and str_ != ste:
+        ctx.fail("splits.train.seed", f"must equal splits.test.seed ({ste}) when both "
+                                      f"splits are fractions, got {str_}")
+    seed = ste if gte else str_
+    k_te, k_tr = int(round(fte * n)), int(round(ftr * n))
+    if k_te + k_tr > n:
+        ctx.fail("splits.train.fraction", f"plus splits.test.fraction exceeds 1 "
+                                          f"({ftr} + {fte})")
+    perm = np.random.default_rng(seed).permutation(n)
+    train, test = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    test[perm[:k_te]] = True
+    train[perm[k_te:k_te + k_tr]] = True
+    return train, test
+
+
+def _split_mask(n: int, spec: SplitSpec, masks: dict[str, np.ndarray], which: str) -> np.ndarray:
+    if isinstance(spec, str):
+        return masks[which].copy()
+    fraction, seed, _ = spec
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng(seed).permutation(n)[:int(round(fraction * n))]] = True
+    return mask

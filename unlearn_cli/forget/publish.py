@@ -1,0 +1,222 @@
+"""Publishing a new checkpoint: child metadata with its lineage entry, the verified atomic write, the ledger line.
+
+``publish_checkpoint`` is the one path by which ``forget`` and ``calibrate``
+put a checkpoint on disk, in this order, each step durable before the next:
+sidecars, the checkpoint to a temp file (fsynced, loaded back, finite), the
+journal, the rename, the ledger line. A run killed at any instant leaves
+every previous file valid; the next run completes or discards what it left
+(see ``ops.ledger``). Call it with the targets' locks held
+(``forget.targets.locked_targets``).
+
+The rest is forget's own: its ledger entries, finishing a run that changes no
+checkpoint, and moving queue files out once everything is durable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+from pathlib import Path
+from typing import Any, Callable
+
+from unlearn_cli import __version__
+from unlearn_cli.data.ids import id_set_digest
+from unlearn_cli.errors import BadInput
+from unlearn_cli.forget.job import RunFacts
+from unlearn_cli.forget.targets import Targets
+from unlearn_cli.methods.base import Outcome
+from unlearn_cli.ops import queue as queue_ops
+from unlearn_cli.ops.clock import utc_now
+from unlearn_cli.ops.digests import sha256_or_none
+from unlearn_cli.ops.faults import crash_point
+from unlearn_cli.ops.ledger import (
+    LEDGER_FORMAT, append_line, clear_journal, journal_path, removed_digests, write_journal,
+)
+from unlearn_cli.options import as_dict
+
+
+def lineage_entry(method: str, config: dict[str, Any], count: int, removed_ids_digest: str | None,
+                  request_sha256: str | None, parent_sha256: str) -> dict[str, Any]:
+    """One step in a checkpoint's ``lineage``: what made it from its parent (no raw IDs)."""
+    return {
+        "method": method,
+        "config": config,
+        "count": count,
+        "removed_ids_digest": removed_ids_digest,
+        "request_sha256": request_sha256,
+        "parent_sha256": parent_sha256,
+        "time": utc_now(),
+        "tool_version": __version__,
+    }
+
+
+def child_meta(parent: Any, manifest: Path, out: Path, entry: dict[str, Any],
+               updates: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The new checkpoint's metadata: the parent's (metrics aside), ``updates``, one more lineage entry."""
+    from unlearn_cli.models.checkpoint import relative_manifest
+
+    meta = {k: v for k, v in parent.meta.items() if k not in ("metrics",)}
+    meta.update(updates or {})
+    if isinstance(meta.get("dataset"), dict) and meta["dataset"].get("manifest") is not None:
+        # The manifest path is stored relative to the checkpoint: re-anchor it at the output's folder.
+        meta["dataset"] = {**meta["dataset"], "manifest": relative_manifest(manifest, out)}
+    meta["lineage"] = list(parent.meta.get("lineage", [])) + [entry]
+    return meta
+
+
+def ledger_line(run_id: str, command: str, status: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A ledger entry: who wrote it, when and where, then the command's own ``fields``."""
+    return {
+        "ledger": LEDGER_FORMAT,
+        "run_id": run_id,
+        "time": utc_now(),
+        "tool_version": __version__,
+        "command": command,
+        "status": status,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        **fields,
+    }
+
+
+def ledger_output(ledger: Path, run_id: str) -> dict[str, Any]:
+    """The ledger as a report output, after this run's line."""
+    return {"path": str(ledger), "sha256": sha256_or_none(ledger), "run_id": run_id}
+
+
+def publish_checkpoint(targets: Targets, state: dict[str, Any], meta: dict[str, Any],
+                       entry_for: Callable[[dict[str, Any]], dict[str, Any]],
+                       sidecars: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sidecars, checkpoint (temp, verified), journal, rename, ledger line: in that order.
+
+    ``entry_for`` builds the ledger entry from the published output (path and
+    sha256). Returns the report outputs (checkpoint, sidecars, ledger) and the entry.
+    """
+    from unlearn_cli.models.checkpoint import checkpoint_bytes, verify_file
+    from unlearn_cli.models.sidecar import save_sidecar, sidecar_path
+    from unlearn_cli.ops.atomic import write_bytes
+
+    out, ledger = targets.out, targets.ledger
+    data = checkpoint_bytes(state, meta)
+    digest = hashlib.sha256(data).hexdigest()
+    outputs: dict[str, Any] = {"checkpoint": {"path": str(out), "sha256": digest}}
+    entry = entry_for({"path": os.path.abspath(out), "sha256": digest})
+    new_sidecars: list[Path] = []
+
+    def verify_then_journal(tmp: Path) -> None:
+        verify_file(tmp)               # loads back, every weight finite
+        crash_point("verified")
+        write_journal(ledger, entry, out)
+        crash_point("journaled")
+
+    try:
+        # Sidecars are named after the new checkpoint's sha256, so they can go first:
+        # until the checkpoint is published nothing refers to them.
+        for name, tensors in (sidecars or {}).items():
+            path = sidecar_path(out, digest, name)
+            if not path.exists():
+                new_sidecars.append(path)
+            outputs[f"sidecar.{name}"] = {"path": str(path),
+                                          "sha256": save_sidecar(path, tensors, {"checkpoint": digest})}
+        write_bytes(out, data, verify=verify_then_journal)
+    except BaseException:
+        clear_journal(ledger)
+        for path in new_sidecars:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
+    crash_point("published")
+    try:
+        append_line(ledger, entry)
+    except OSError as exc:
+        raise BadInput(f"{ledger}: cannot append the ledger line ({exc.strerror or exc}); {out} was published "
+                       f"and its line is kept in {journal_path(ledger)} for the next run to append") from None
+    crash_point("ledgered")
+    clear_journal(ledger)
+    outputs["ledger"] = ledger_output(ledger, entry["run_id"])
+    return outputs, entry
+
+
+# -- forget's entries ------------------------------------------------------------
+
+def _short(split_metrics: dict[str, Any]) -> dict[str, Any]:
+    keep = ("n", "accuracy", "loss")
+    return {split: {k: v for k, v in values.items() if k in keep} for split, values in split_metrics.items()}
+
+
+def forget_ledger_entry(run: RunFacts, status: str, output: dict[str, Any],
+                        metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    return ledger_line(run.run_id, "forget", status, {
+        "method": run.job.method,
+        "config": as_dict(run.method_config),
+        "seed": run.seed,
+        "requests": [f.as_dict() for f in run.requests.files],
+        "rejected": [{"file": item.name, "sha256": item.sha256, "reason": " ".join(reason.split())}
+                     for item, reason in run.requests.rejected],
+        "ids": {
+            "requested": run.requests.requested,
+            "removed": len(run.new),
+            "already_removed": run.already,
+            "unknown_skipped": len(run.skipped),
+        },
+        "removed_id_sha256": removed_digests(run.new),
+        "removed_ids_digest": id_set_digest(run.new) if run.new else None,
+        "input": {"path": os.path.abspath(run.base), "sha256": run.ckpt.sha256},
+        "output": output,
+        "metrics": metrics or {},
+    })
+
+
+def forget_child_meta(run: RunFacts, outcome: Outcome) -> dict[str, Any]:
+    """The forgotten checkpoint's metadata: the method's updates and one lineage entry for this removal."""
+    entry = lineage_entry(run.job.method, as_dict(run.method_config), len(run.new), id_set_digest(run.new),
+                          run.requests.request.sha256, run.ckpt.sha256)
+    return child_meta(run.ckpt, run.dataset.manifest_path, run.targets.out, entry, outcome.meta_updates)
+
+
+def publish_forget(run: RunFacts, outcome: Outcome, meta: dict[str, Any], before: dict[str, Any],
+                   after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Publish the method's weights with a ledger line holding before/after metrics."""
+    return publish_checkpoint(
+        run.targets, outcome.state, meta,
+        lambda output: forget_ledger_entry(run, "ok", output, {"before": _short(before), "after": _short(after)}),
+        outcome.sidecars)
+
+
+def record_without_change(run: RunFacts) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Nothing new to remove: a ledger line saying so (status, outputs, entry); no checkpoint changes."""
+    status = "failed" if (run.requests.request is None and run.requests.rejected) else "nothing-to-do"
+    unchanged = {"path": os.path.abspath(run.base), "sha256": run.ckpt.sha256}
+    entry = forget_ledger_entry(run, status, unchanged)
+    ledger = run.targets.ledger
+    try:
+        append_line(ledger, entry)
+    except OSError as exc:
+        raise BadInput(f"{ledger}: cannot append the ledger line ({exc.strerror or exc})") from None
+    crash_point("ledgered")
+    return status, {"ledger": ledger_output(ledger, run.run_id)}, entry
+
+
+def settle_queue(run: RunFacts, warn: Callable[[str], None]) -> dict[str, Any] | None:
+    """Move queue files out only now that the checkpoint and ledger line are durable."""
+    directory = run.targets.queue
+    if directory is None:
+        return None
+    done, failed, left = [], [], []
+    for item in run.requests.accepted:
+        moved = queue_ops.settle(directory, item, queue_ops.DONE)
+        crash_point("moved-one")
+        if moved is None:
+            left.append(item.name)
+            warn(f"{item.name} changed while it was processed; left in the queue for the next run")
+        else:
+            done.append(str(moved))
+    for item, reason in run.requests.rejected:
+        moved = queue_ops.settle(directory, item, queue_ops.FAILED, reason)
+        if moved is None:
+            left.append(item.name)
+        else:
+            failed.append({"file": str(moved), "reason": " ".join(reason.split())})
+    return {"dir": str(directory), "done": done, "failed": failed, "left": left}

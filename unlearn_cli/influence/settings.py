@@ -1,0 +1,94 @@
+"""The influence engine's settings: one dataclass, one default per field and one reason for it.
+
+``InfluenceSettings`` says how (H + dI)^-1 is applied: which curvature H,
+which damping d, which iHVP solver and each solver's knobs, how many records
+build the curvature, and whether factorised curvature is cached. PUMA's
+``PumaConfig``, label ranking's ``RankSettings`` and calibration's
+``CalibrationSettings`` inherit it, so the ``--set`` keys users type are its
+field names. A command that needs another default re-declares that one field
+with its reason (PUMA's damping, ``methods/puma.py``). ``PatchSettings`` are
+Algorithm 1's own (eta and lambda), which PUMA's options embed the same way.
+
+Cheap to import (no torch): option lists are built from it at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Iterable, Optional, Sequence
+
+from unlearn_cli.options import option
+
+#: Solvers as help texts, option choices and messages list them: auto (the
+#: default) first, then the exact solve, the matrix-free iterative ones, the
+#: factorised ones. Registered in the ``unlearn.solvers`` entry-point group.
+SOLVER_CHOICES = ("auto", "exact", "cg", "lissa", "kfac", "ekfac")
+
+#: Criteria C as listed: the paper's default (C = J's cross-entropy) first.
+#: Registered in the ``unlearn.criteria`` entry-point group.
+CRITERION_CHOICES = ("cross-entropy", "accuracy", "ece")
+
+#: auto picks the explicit damped matrix and its Cholesky factor up to this
+#: many parameters (exact and cheap there, DESIGN.md), EK-FAC above.
+EXACT_MAX_PARAMS = 5000
+
+#: Damping of the influence scores (debug-labels, calibrate, the engine's own
+#: default). The scores rank records rather than move the weights, so the
+#: damping only has to make the Gauss-Newton matrix (PSD, and singular on a
+#: trained net) invertible while staying below the curvature directions that
+#: matter: on the moons MLP 13 of 2338 GGN eigenvalues exceed 1e-3.
+SCORE_DAMPING = 1e-3
+
+
+def listed(registered: Iterable[str], listing: Sequence[str]) -> list[str]:
+    """Registered plugin names in ``listing``'s order; names it does not know (another package's) follow by name."""
+    registered = set(registered)
+    return [n for n in listing if n in registered] + sorted(registered - set(listing))
+
+
+@dataclass
+class InfluenceSettings:
+    """How the engine applies (H + dI)^-1; every field is a ``--set`` key of PUMA."""
+
+    solver: str = option("auto", "iHVP solver: auto (exact up to 5k parameters, else ekfac), exact, cg, lissa, "
+                                 "kfac, ekfac", choices=SOLVER_CHOICES)
+    curvature: str = option("ggn", "Gauss-Newton (PSD) or the true hessian", choices=("ggn", "hessian"))
+    damping: float = option(SCORE_DAMPING, "added to the curvature diagonal (on top of the recipe's weight decay)")
+    curvature_sample: int = option(0, "train records used to build the curvature; 0 = all")
+    fisher_samples: int = option(1, "kfac/ekfac: labels drawn per record for the factors; 0 = exact "
+                                    "(one pass per class)")
+    ekfac_sample: int = option(1000, "ekfac: records used for the eigenvalue correction; 0 = all")
+    cg_tol: float = option(1e-8, "CG relative residual tolerance")
+    cg_maxiter: int = option(500, "CG iteration limit")
+    lissa_depth: int = option(5000, "LiSSA recursion depth")
+    lissa_scale: Optional[float] = option(None, "LiSSA scale; unset = 1.5 x largest eigenvalue (power iteration)")
+    lissa_batch: int = option(0, "LiSSA mini-batch; 0 = all curvature records (deterministic)")
+    lissa_repeats: int = option(1, "LiSSA repeats averaged")
+    cache: bool = option(True, "cache factorised curvature and v beside the checkpoint")
+
+    #: the fields a command's report lists under "config" (its own options), in order; empty: every field
+    REPORTED: ClassVar[tuple[str, ...]] = ()
+
+    def reported(self) -> dict[str, Any]:
+        names = self.REPORTED or tuple(f.name for f in fields(self))
+        return {name: getattr(self, name) for name in names}
+
+
+def redefault(name: str, default: Any) -> Any:
+    """``InfluenceSettings``' field ``name`` (same doc, same choices) with the default a command needs instead."""
+    return option(default, **InfluenceSettings.__dataclass_fields__[name].metadata)
+
+
+@dataclass
+class PatchSettings:
+    """How Algorithm 1 picks eta and lambda; PUMA's options embed these fields (``methods/puma.py``)."""
+
+    eta: Optional[float] = option(None, "projection rate; unset = largest grid value within delta")
+    delta: float = option(0.02, "allowed change of C on remaining records when choosing eta (eq. 2)")
+    eta_min: float = option(1e-4, "smallest eta tried (the paper's own runs used 1e-2..1e-1; see details)")
+    eta_max: float = option(1e3, "largest eta tried")
+    eta_grid: int = option(6, "geometric grid points per decade between eta_min and eta_max")
+    lambda_l1: float = option(1e-5, "l1 weight of eq. 10 (psi scaled to unit rms, so scale-free)")
+    lambda_l2: float = option(1e-3, "l2 weight of eq. 10; > 0 keeps lambda unique")
+    lambda_solver: str = option("exact", "exact single-residual solver, or the paper's slsqp (slow)",
+                                choices=("exact", "slsqp"))
