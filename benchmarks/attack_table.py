@@ -159,7 +159,7 @@ class Table2:
         for req in sorted(needed | {"plain"}):
             ckpt = folder / f"original-{req}.safetensors"
             if not ckpt.exists():
-                code, _, err = self.run("train", manifest, "--out", ckpt, "--seed", self.args.seed, *arch, *plans[req])
+                code, _, err = self.run("train", manifest, "--out", ckpt, "--force", "--seed", self.args.seed, *arch, *plans[req])
                 if code != 0:
                     out[req] = f"train failed: {err}"
                     continue
@@ -176,7 +176,7 @@ class Table2:
             extra = ["--strategy", "cluster"]
         else:
             extra = ["--strategy", "random", "--fraction", self.args.fraction]
-        code, _, err = self.run("mark", manifest, "--out", ids, "--seed", self.args.seed, *extra)
+        code, _, err = self.run("mark", manifest, "--out", ids, "--force", "--seed", self.args.seed, *extra)
         return ids if code == 0 else f"mark failed: {err}"
 
     def rows(self, name: str) -> list[dict[str, Any]]:
@@ -203,7 +203,7 @@ class Table2:
                     row["status"] = ids
                     continue
                 out = self.work / name / f"{scenario}-{method}.safetensors"
-                code, report, err = self.run("forget", base, ids, "--method", method, "--out", out,
+                code, report, err = self.run("forget", base, ids, "--method", method, "--out", out, "--force",
                                              "--seed", self.args.seed)
                 if code != 0:
                     row["status"] = f"forget failed: {err}"
@@ -245,7 +245,7 @@ def figure5(run: Runner, args: argparse.Namespace, methods: dict[str, str], work
         for eta in args.etas:
             out = work / name / f"eta-{eta:g}.safetensors"
             point: dict[str, Any] = {"dataset": name, "eta": eta}
-            code, report, err = run("forget", base, ids, "--method", "puma", "--set", f"eta={eta:g}", "--out", out,
+            code, report, err = run("forget", base, ids, "--method", "puma", "--set", f"eta={eta:g}", "--out", out, "--force",
                                     "--seed", args.seed)
             if code != 0:
                 point["status"] = f"forget failed: {err}"

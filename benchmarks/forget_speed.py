@@ -72,7 +72,7 @@ def clear_cache(ckpt: Path) -> None:
 
 
 def forget(ckpt: Path, ids: Path, method: str, out: Path) -> dict:
-    report, wall = run(["forget", str(ckpt), str(ids), "--method", method, "--out", str(out)])
+    report, wall = run(["forget", str(ckpt), str(ids), "--method", method, "--out", str(out), "--force"])
     t = report["timings"]
     info = report["metrics"].get("method") or {}
     return {"method_s": t["method_s"], "total_s": t["total_s"], "process_s": wall,
@@ -125,7 +125,7 @@ def scaled_checkpoint(work: Path, train_fraction: float) -> tuple[Path, Path]:
     mpath = folder / "manifest.yaml"
     mpath.write_text(yaml.safe_dump(manifest))
     ckpt = folder / "model.safetensors"
-    run(["train", str(mpath), "--arch", "cnn", "--out", str(ckpt), "--seed", "0"])
+    run(["train", str(mpath), "--arch", "cnn", "--out", str(ckpt), "--force", "--seed", "0"])
     return mpath, ckpt
 
 

@@ -85,7 +85,7 @@ class Runner:
         for kind, extra in plans.items():
             path = self.work / name / f"{kind}.safetensors"
             path.parent.mkdir(parents=True, exist_ok=True)
-            rc, report, err = self.cli("train", manifest, "--out", path, "--seed", self.args.seed, *arch, *extra)
+            rc, report, err = self.cli("train", manifest, "--out", path, "--force", "--seed", self.args.seed, *arch, *extra)
             if rc != 0:
                 raise SystemExit(f"training the {kind} original of {name} failed: {err}")
             out[kind] = path
@@ -95,7 +95,7 @@ class Runner:
     def mark(self, name: str, marking: str) -> Path:
         manifest = SAMPLES / name / "manifest.yaml"
         path = self.work / name / f"{marking.replace('%', '')}.ids"
-        rc, _, err = self.cli("mark", manifest, "--out", path, "--seed", self.args.seed, *MARKINGS[marking])
+        rc, _, err = self.cli("mark", manifest, "--out", path, "--force", "--seed", self.args.seed, *MARKINGS[marking])
         if rc != 0:
             if "No such command" not in err:
                 raise SystemExit(f"unlearn mark failed on {name}: {err}")
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 source = originals[NEEDS.get(method, "plain")]
                 out = work / name / f"{marking.replace('%', '')}.{method}.safetensors"
                 t0 = time.perf_counter()
-                rc, report, err = runner.cli("forget", source, ids, "--method", method, "--out", out)
+                rc, report, err = runner.cli("forget", source, ids, "--method", method, "--out", out, "--force")
                 wall = time.perf_counter() - t0
                 row: dict[str, Any] = {"dataset": name, "marking": marking, "removed": count, "method": method,
                                        "original": NEEDS.get(method, "plain"), "exit_code": rc, "wall_s": wall}

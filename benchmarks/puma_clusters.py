@@ -73,10 +73,10 @@ def run_dataset(name: str, configs: list[str], work: Path) -> dict:
             shutil.copy(p, folder / p.name)
     ckpt = folder / "model.safetensors"
     ids = folder / "ids.txt"
-    unlearn("mark", str(folder / "manifest.yaml"), "--strategy", "cluster", "--out", str(ids))
+    unlearn("mark", str(folder / "manifest.yaml"), "--strategy", "cluster", "--out", str(ids), "--force")
     dataset = dataset_for(load_checkpoint(ckpt), None)
     rows = dataset.index_of(read_ids(ids).ids)
-    retrain = unlearn("forget", str(ckpt), str(ids), "--method", "retrain", "--out", str(folder / "retrain.safetensors"))
+    retrain = unlearn("forget", str(ckpt), str(ids), "--method", "retrain", "--out", str(folder / "retrain.safetensors"), "--force")
     out = {
         "forgotten": len(rows),
         "original": {"test_accuracy": retrain["metrics"]["before"]["test"]["accuracy"],
@@ -89,7 +89,7 @@ def run_dataset(name: str, configs: list[str], work: Path) -> dict:
     for config in configs:
         sets = [a for pair in config.split(",") if pair for a in ("--set", pair)]
         target = folder / "puma.safetensors"
-        rep = unlearn("forget", str(ckpt), str(ids), "--method", "puma", "--out", str(target), *sets)
+        rep = unlearn("forget", str(ckpt), str(ids), "--method", "puma", "--out", str(target), "--force", *sets)
         test = rep["metrics"]["after"]["test"]["accuracy"]
         conf = confidence(target, rows)
         out["puma"].append({

@@ -187,6 +187,32 @@ def test_ordered_sisa_prefers_fewest_shards_and_last_slices(radial) -> None:
         mark_ordered(radial, {"kind": "sisa", "sisa": {"assignment": [[0, 0]] * 3}}, fraction=0.1)
 
 
+@pytest.mark.parametrize("keyed", [False, True], ids=["plain-digests", "keyed-digests"])
+def test_ordered_sisa_never_marks_records_removed_earlier(radial, keyed, tmp_path) -> None:
+    """A forgotten SISA checkpoint records its removed records as (keyed) digests, never
+    positions; ordered marking recomputes them from the data set and skips them."""
+    from unlearn_cli.models.ensemble import seal_removed
+    from unlearn_cli.ops.digests import load_key
+
+    n_train = int(radial.train.sum())
+    assignment = [[i % 4, (i // 4) % 3] for i in range(n_train)]
+    fresh = {"kind": "sisa", "sisa": {"assignment": assignment}, "training": {}, "dataset": {}}
+    first = mark_ordered(radial, fresh, fraction=30 / n_train)
+    key = None
+    if keyed:
+        (tmp_path / "key").write_text("k" * 32)
+        key = load_key(tmp_path / "key")
+    removed = np.searchsorted(radial.train_indices(), first.rows).tolist()
+    sealed = seal_removed({"assignment": assignment, "removed": removed}, list(radial.train_ids), key)
+    assert "removed" not in sealed
+    after = {**fresh, "sisa": sealed}
+    again = mark_ordered(radial, after, fraction=30 / n_train, key=key)
+    assert not set(again.rows.tolist()) & set(first.rows.tolist())
+    if keyed:
+        with pytest.raises(BadInput, match="sealed under ledger key id"):
+            mark_ordered(radial, after, fraction=30 / n_train)
+
+
 def test_ordered_refuses_a_checkpoint_of_another_train_split(radial) -> None:
     meta = plain_meta(radial, 1, 32)
     meta["dataset"]["train_ids_digest"] = "0" * 64

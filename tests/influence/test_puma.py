@@ -125,7 +125,7 @@ def test_bad_puma_options_are_bad_input():
 
     with pytest.raises(BadInput, match="unknown option.*'nope'|unknown option nope"):
         parse_options(Puma.Config, {"nope": "1"}, owner="method 'puma'")
-    with pytest.raises(BadInput, match="eta must be > 0"):
+    with pytest.raises(BadInput, match=r"^option 'eta' must be in \[1e-12, 1e6\], got -1.0$"):  # eta > 0 and sane
         parse_options(Puma.Config, {"eta": "-1"}, owner="method 'puma'")
     with pytest.raises(BadInput, match="solver"):
         parse_options(Puma.Config, {"solver": "magic"}, owner="method 'puma'")

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from unlearn_cli import plugins
-from unlearn_cli.influence.settings import CRITERION_CHOICES, SOLVER_CHOICES, InfluenceSettings
+from unlearn_cli.influence.settings import CRITERION_CHOICES, SOLVER_CHOICES, InfluenceSettings, PatchSettings
 
 
 def test_option_choices_are_exactly_the_registered_plugins_in_listing_order():
@@ -69,3 +69,34 @@ def test_unknown_solver_lists_every_choice():
 
     with pytest.raises(BadInput, match="unknown solver 'magic'; choose one of: auto, exact, cg, lissa, kfac, ekfac"):
         check_solver("magic")
+
+
+def test_ranges_are_declared_once_and_redefaults_keep_them():
+    from unlearn_cli.diagnostics.calibration import CalibrationSettings
+    from unlearn_cli.methods.puma import PumaConfig
+
+    base = InfluenceSettings.__dataclass_fields__
+    for cls in (PumaConfig, CalibrationSettings):
+        for name in ("damping", "lissa_depth", "fisher_samples", "cg_tol"):
+            assert cls.__dataclass_fields__[name].metadata["range"] == base[name].metadata["range"], (cls, name)
+
+
+def test_checks_across_fields_stay_in_validate():
+    from unlearn_cli.errors import BadInput
+    from unlearn_cli.methods.puma import PumaConfig
+    from unlearn_cli.options import parse_options
+
+    with pytest.raises(BadInput, match="^need eta_min <= eta_max, got 10 > 1$"):
+        parse_options(PumaConfig, {"eta_min": "10", "eta_max": "1"})
+    with pytest.raises(BadInput, match="lambda_l2' must be > 0 for lambda_solver=exact"):
+        parse_options(PumaConfig, {"lambda_l2": "0"})
+    assert parse_options(PumaConfig, {"lambda_l2": "0", "lambda_solver": "slsqp"}).lambda_l2 == 0.0
+    assert parse_options(PumaConfig, {"eta_min": "0.5", "eta_max": "0.5"}).eta_min == 0.5
+
+
+def test_values_out_of_range_are_refused_however_the_settings_are_made():
+    from unlearn_cli.errors import BadInput
+
+    for bad in ({"damping": float("nan")}, {"eta_grid": 10**9}, {"lissa_depth": -1}, {"fisher_samples": -1}):
+        with pytest.raises(BadInput):
+            (PatchSettings if "eta_grid" in bad else InfluenceSettings)(**bad)

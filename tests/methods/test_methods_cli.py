@@ -26,6 +26,7 @@ from unlearn_cli.models.ensemble import read_meta, unprefixed
 from unlearn_cli.training.sisa import slice_positions, train_constituent
 from unlearn_cli.training.loop import Recipe
 from unlearn_cli.models.predict import load_predictor
+from unlearn_cli.ops.digests import id_digest
 from unlearn_cli.data.tensors import tensors
 
 REPORT_KEYS = {"command", "version", "status", "inputs", "outputs", "config", "timings", "metrics"}
@@ -293,7 +294,9 @@ def test_sisa_forget_is_exact_and_leaves_other_shards_byte_identical(forget_runs
         if key.startswith("shard0."):
             assert after.state[key].numpy().tobytes() == tensor.numpy().tobytes(), key
     removed = _positions(data, sisa_ids)
-    assert sorted(after.meta["sisa"]["removed"]) == sorted(removed.tolist())
+    sealed = after.meta["sisa"]  # removed records are stored as ID digests, not train positions
+    assert "removed" not in sealed and sealed["removed_count"] == len(removed)
+    assert sorted(sealed["removed_digests"]) == sorted(id_digest(str(i)) for i in sisa_ids)
     for shard in (1, 2):
         fresh = _scratch(before, data, removed, shard)
         got = unprefixed(f"shard{shard}.", after.state)

@@ -240,6 +240,9 @@ def test_paper_defaults():
 @pytest.mark.parametrize("name,key,value", [
     ("salun", "sparsity", "0"), ("salun", "sparsity", "1.5"), ("neggrad", "alpha", "2"),
     ("boundary-shrink", "bound", "-1"), ("finetune", "epochs", "0"), ("amnesiac", "repair_epochs", "-1"),
+    # non-finite values: refused by the declared range, before the method runs (issue #15)
+    ("salun", "weight_decay", "nan"), ("neggrad", "lr", "inf"), ("boundary-shrink", "bound", "nan"),
+    ("finetune", "momentum", "nan"), ("amnesiac", "repair_lr", "-inf"), ("boundary-expand", "epochs", "1e9"),
 ])
 def test_bad_options_are_bad_input(name, key, value):
     method = get(name)

@@ -141,6 +141,8 @@ def _bad_cases(w: Work):
     good = w.ids_file("good.txt", w.train_ids[:3])
     nonutf8 = w.dir / "latin1.txt"
     nonutf8.write_bytes(b"1\n2\nJos\xe9\n")
+    notes = w.dir / "notes.txt"
+    notes.write_text("name: not a ledger\nnum_classes: 2\n")
     (w.dir / "q").mkdir()
     (w.dir / "q2").mkdir()  # a queue holding a good request: a run-level refusal must leave it waiting
     w.ids_file("waiting.txt", w.train_ids[:3], w.dir / "q2")
@@ -163,7 +165,8 @@ def _bad_cases(w: Work):
         "in-place-and-out": ([w.model, good, "--in-place", "--out", w.dir / "x.safetensors"],
                              ["cannot be combined with --out"]),
         "ledger-missing-dir": ([w.model, good, "--ledger", w.dir / "no" / "l.jsonl"], ["does not exist"]),
-        "ledger-not-a-ledger": ([w.model, good, "--ledger", w.dir / "manifest.yaml"], ["not an unlearn ledger"]),
+        "ledger-not-a-ledger": ([w.model, good, "--ledger", notes], ["not an unlearn ledger"]),
+        "ledger-is-an-input": ([w.model, good, "--ledger", w.dir / "manifest.yaml"], ["is the manifest"]),
         "negative-wait": ([w.model, good, "--wait", "-1"], ["--wait must be >= 0"]),
         "queue-missing": ([w.model, "--queue", w.dir / "nq"], ["no such directory"]),
         "queue-and-files": ([w.model, good, "--queue", w.dir / "q"], ["not both"]),
@@ -176,7 +179,7 @@ def _bad_cases(w: Work):
 
 CASES = ["unknown", "test-split", "empty", "missing-file", "directory", "non-utf8", "dataset-mismatch",
          "truncated", "garbage", "missing-input", "out-missing-dir", "overwrite-input", "in-place-and-out",
-         "ledger-missing-dir", "ledger-not-a-ledger", "negative-wait", "queue-missing", "queue-and-files",
+         "ledger-missing-dir", "ledger-not-a-ledger", "ledger-is-an-input", "negative-wait", "queue-missing", "queue-and-files",
          "no-requests", "bad-option", "queue-corrupt-checkpoint", "queue-dataset-mismatch"]
 
 
@@ -257,7 +260,7 @@ def test_disk_full_removes_the_temp_file_and_keeps_the_old_output(work: Work, mo
     monkeypatch.setattr(atomic, "open", full_open, raising=False)
     more = work.ids_file("more.txt", work.train_ids[3:6])
     before = snapshot(work.dir)
-    one_error_line(work.invoke(work.model, more, "--in-place"), 2, "No space left on device")
+    one_error_line(work.invoke(work.model, more, "--in-place"), 2, "no space left on device", "free some space")
     assert snapshot(work.dir) == before  # temp file removed, checkpoint and ledger untouched
 
 

@@ -89,8 +89,11 @@ class ForgetQualityAttack(Attack):
             raise BadInput("forget-quality needs at least one forget record")
         if len(splits.remaining) == 0:
             raise BadInput("forget-quality cannot retrain without any remaining train record")
-        recorded = (checkpoint.removals or [{}])[-1].get("removed_ids_digest")
-        if recorded and recorded != id_set_digest(env.dataset.ids[r] for r in splits.forget):
+        last = (checkpoint.removals or [{}])[-1]
+        recorded = last.get("removed_ids_digest")
+        # A digest keyed with the operator's ledger key cannot be recomputed here: compare plain ones only.
+        plain = last.get("key_id") is None
+        if recorded and plain and recorded != id_set_digest(env.dataset.ids[r] for r in splits.forget):
             env.warn("the attacked IDs are not the set the checkpoint's last removal recorded; "
                      "forget quality is measured for the IDs given")
         arch, recipe = checkpoint.arch, Recipe.from_dict(checkpoint.training)

@@ -56,6 +56,9 @@ def _register() -> None:
 
     app.command("debug-labels")(debug_labels.debug_labels)
     app.command("calibrate")(calibrate.calibrate)
+    from unlearn_cli.cli import ledger
+
+    app.add_typer(ledger.app, name="ledger")
 
 
 _register()

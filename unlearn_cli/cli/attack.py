@@ -24,7 +24,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from unlearn_cli.cli.options import CheckpointArg, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.options import (
+    CheckpointArg, DataOpt, DebugOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt,
+)
 from unlearn_cli.cli.output import command_run, fmt, show
 
 
@@ -109,6 +111,7 @@ def attack(
     cache_dir: Annotated[Optional[Path], typer.Option(
         "--cache-dir", help="Folder for cached shadow/reference models (default <checkpoint dir>/.unlearn-cache).",
         file_okay=False)] = None,
+    force: ForceOpt = False,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -117,7 +120,9 @@ def attack(
     debug: DebugOpt = False,
 ) -> None:
     """Membership-inference attack on the requested records (forget), a retain sample and the test split."""
-    with command_run("attack", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+    with command_run("attack", report=report, json_out=json_out, quiet=quiet, debug=debug, force=force) as run:
+        run.claim([("input checkpoint", checkpoint), ("--ids file", ids), ("--data manifest", data),
+                   ("--reference checkpoint", reference)], [])
         run.preload("torch")  # timed as startup_s, outside total_s
         from unlearn_cli.attacks.registry import get_attack, run_attack
         from unlearn_cli.attacks.shadow import default_cache_dir
@@ -150,6 +155,8 @@ def attack(
         run.input("ids", request.source, request.sha256)
         if ref_ckpt is not None:
             run.input("reference", ref_ckpt.path, ref_ckpt.sha256)
+        run.claim([("input checkpoint", ckpt.path), ("--ids file", ids), ("manifest", dataset.manifest_path),
+                   ("data file", dataset.data_path), ("--reference checkpoint", reference)], [])
         cache = cache_dir if cache_dir is not None else default_cache_dir(ckpt.path)
         attack_seed = 0 if seed is None else seed
         run.data["config"] = {

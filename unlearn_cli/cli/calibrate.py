@@ -27,7 +27,9 @@ output's and the ledger's locks) with one ledger line (command "calibrate";
 --ledger, default unlearn-ledger.jsonl beside the output). Its metadata
 records the calibration under "calibration" and one "lineage" entry with
 method "calibrate". --plot FILE.png draws reliability diagrams (needs the
-plots extra: pip install 'unlearn-cli[plots]').
+plots extra: pip install 'unlearn-cli[plots]'). An existing output (the
+checkpoint, --plot, --report) is refused unless --force is given; no output
+may be the checkpoint, its sidecars, the manifest, its data file or another output.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from unlearn_cli.cli.options import (
-    DAMPING_DEFAULT, SOLVER_DEFAULT, CheckpointArg, DampingOpt, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt,
-    ReportOpt, SeedOpt, SolverOpt,
+    DAMPING_DEFAULT, SOLVER_DEFAULT, CheckpointArg, DampingOpt, DataOpt, DebugOpt, DeviceOpt, ForceOpt, JsonOpt,
+    QuietOpt, ReportOpt, SeedOpt, SolverOpt,
 )
 from unlearn_cli.cli.output import command_run, fmt, key_values, show
 
@@ -71,6 +73,7 @@ def calibrate(
         "--eta", help="Fixed projection rate instead of the held-out grid search.")] = None,
     solver: SolverOpt = SOLVER_DEFAULT,
     damping: DampingOpt = DAMPING_DEFAULT,
+    force: ForceOpt = False,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -89,7 +92,10 @@ def calibrate(
     Reports ECE (15 bins), MCE, adaptive ECE, class-wise ECE, NLL, Brier,
     accuracy and the reliability table on the test split, before and after.
     """
-    with command_run("calibrate", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+    with command_run("calibrate", report=report, json_out=json_out, quiet=quiet, debug=debug, force=force) as run:
+        from unlearn_cli.ops.locking import check_wait
+
+        check_wait(wait)  # before the slow imports: a nan or negative --wait is refused at once
         run.preload("torch", "unlearn_cli.influence.engine")  # timed as startup_s, outside total_s
         from unlearn_cli.errors import BadInput
 
@@ -99,8 +105,7 @@ def calibrate(
             require_matplotlib()
             if plot.suffix.lower() != ".png":
                 raise BadInput(f"--plot {plot}: the reliability diagram is a PNG; name it FILE.png")
-            if not (plot.parent if str(plot.parent) else Path(".")).is_dir():
-                raise BadInput(f"--plot {plot}: directory '{plot.parent}' does not exist")
+            run.output_checked("--plot", plot)
         if baseline not in ("temperature", "none"):
             raise BadInput(f"--baseline must be temperature or none, got '{baseline}'")
 
@@ -108,6 +113,7 @@ def calibrate(
         from unlearn_cli.diagnostics.calibration import calibrate as run_calibration
         from unlearn_cli.forget.calibrated import publish_calibrated
         from unlearn_cli.forget.targets import plan_calibrate_targets
+        from unlearn_cli.ops.paths import sidecars_of
         from unlearn_cli.influence.solvers.base import check_solver
         from unlearn_cli.training.loop import resolve_device
         from unlearn_cli.models.datasets import open_checkpoint
@@ -115,10 +121,17 @@ def calibrate(
         check_solver(solver)
         dev = resolve_device(device)
         targets = plan_calibrate_targets(checkpoint, out, ledger, wait)
+        outputs = [("--out" if out is not None else "the output", targets.out),
+                   ("--ledger" if ledger is not None else "the ledger", targets.ledger), ("--plot", plot)]
+        run.output_checked(outputs[0][0], targets.out)
+        run.output_checked(outputs[1][0], targets.ledger, replace=True)  # append-only
+        run.claim([("input checkpoint", checkpoint), ("--data manifest", data)], outputs)
         with run.phase("load"):
             ckpt, dataset = open_checkpoint(checkpoint, data)
         run.input("checkpoint", ckpt.path, ckpt.sha256)
         run.input("data", dataset.data_path, dataset.data_sha256)
+        run.claim([("input checkpoint", ckpt.path), *sidecars_of(ckpt.path, ckpt.sha256),
+                   ("manifest", dataset.manifest_path), ("data file", dataset.data_path)], outputs)
         settings = CalibrationSettings(
             holdout=holdout, k=top, eta=eta, baseline=None if baseline == "none" else baseline, solver=solver,
             damping=damping, seed=int(seed if seed is not None else ckpt.training.get("seed", 0)),

@@ -22,6 +22,9 @@ never modified), trains the manifest's default recipe (mlp; cnn for image
 input), and reports for each --ranker (repeatable; default all) the share of
 flipped records found after inspecting 5, 10, 20, 30 and 50% of the data,
 beside the optimal and random curves, and each ranker's seconds.
+
+An existing --out (or --report) is refused unless --force is given; --out may
+not be the checkpoint, its sidecars, the manifest or its data file.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from typing import Annotated, Any, List, Optional
 import typer
 
 from unlearn_cli.cli.options import (
-    DAMPING_DEFAULT, SOLVER_DEFAULT, DampingOpt, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt,
-    SolverOpt,
+    DAMPING_DEFAULT, SOLVER_DEFAULT, DampingOpt, DataOpt, DebugOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ReportOpt,
+    SeedOpt, SolverOpt,
 )
 from unlearn_cli.cli.output import command_run, fmt, key_values, show
 
@@ -63,6 +66,7 @@ def debug_labels(
         "--flip-rate", help="With --evaluate: share of train labels flipped to another class (default 0.1).")] = None,
     epochs: Annotated[Optional[int], typer.Option(
         "--epochs", help="With --evaluate: override the default recipe's epochs.")] = None,
+    force: ForceOpt = False,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -82,7 +86,8 @@ def debug_labels(
     the default recipe, and report the share of flips found after inspecting
     5-50% of the data for each ranker, beside the optimal and random curves.
     """
-    with command_run("debug-labels", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+    with command_run("debug-labels", report=report, json_out=json_out, quiet=quiet, debug=debug,
+                     force=force) as run:
         run.preload("torch", "unlearn_cli.influence.engine")  # timed as startup_s, outside total_s
         from unlearn_cli.diagnostics.rankers import RANKERS, RankSettings, check_ranker
         from unlearn_cli.errors import BadInput
@@ -119,8 +124,8 @@ def debug_labels(
         for name, value in (("--flip-rate", flip_rate), ("--epochs", epochs)):
             if value is not None:
                 raise BadInput(f"{name} applies to --evaluate only")
-        if out is not None and not (out.parent if str(out.parent) else Path(".")).is_dir():
-            raise BadInput(f"--out {out}: directory '{out.parent}' does not exist")
+        run.output_checked("--out", out)
+        run.claim([("input checkpoint", checkpoint), ("--data manifest", data)], [("--out", out)])
         _rank(run, checkpoint, data, rankers[0], top or DEFAULT_TOP, out, settings, seed, dev)
 
 
@@ -138,6 +143,7 @@ def _rank(run, checkpoint: Path, data: Optional[Path], ranker: str, top: int, ou
         ckpt, dataset = open_checkpoint(checkpoint, data)
     run.input("checkpoint", ckpt.path, ckpt.sha256)
     run.input("data", dataset.data_path, dataset.data_sha256)
+    run.claim(_inputs(ckpt, dataset), [("--out", out)])
     seed = int(seed if seed is not None else ckpt.training.get("seed", 0))
     settings = replace(settings, k=top, seed=seed)
     about = RANKERS[ranker]
@@ -174,6 +180,14 @@ def _rank(run, checkpoint: Path, data: Optional[Path], ranker: str, top: int, ou
     show(run, _suspects_table(f"top {len(suspects)} of {len(ranking.rows)} train records of {dataset.name} "
                               f"by {ranker}", suspects, about, ranking.info),
          key_values("summary", _summary(ranker, ranking, out)))
+
+
+def _inputs(ckpt: Any, dataset: Any) -> list[tuple[str, Any]]:
+    """What a run on a checkpoint reads, for the output-path checks."""
+    from unlearn_cli.ops.paths import sidecars_of
+
+    return [("input checkpoint", ckpt.path), *sidecars_of(ckpt.path, ckpt.sha256),
+            ("manifest", dataset.manifest_path), ("data file", dataset.data_path)]
 
 
 def _suspects_table(title: str, suspects: list[dict[str, Any]], about: Any, info: dict[str, Any]):
@@ -223,6 +237,7 @@ def _evaluate(run, manifest: Path, rankers: list[str], flip_rate: float, seed: i
         dataset = load_manifest(manifest)
     run.input("manifest", dataset.manifest_path, None)
     run.input("data", dataset.data_path, dataset.data_sha256)
+    run.claim([("manifest", dataset.manifest_path), ("data file", dataset.data_path)], [])
     run.data["config"] = {"mode": "evaluate", "rankers": rankers, "flip_rate": flip_rate, "seed": seed,
                           "arch": default_arch(dataset), "epochs": epochs, "k": top, "device": str(dev),
                           "settings": settings.reported()}

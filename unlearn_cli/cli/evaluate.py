@@ -7,13 +7,16 @@ Examples:
 
 from __future__ import annotations
 
-from unlearn_cli.cli.options import CheckpointArg, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.options import (
+    CheckpointArg, DataOpt, DebugOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt,
+)
 from unlearn_cli.cli.output import command_run, show, split_table
 
 
 def evaluate(
     checkpoint: CheckpointArg,
     data: DataOpt = None,
+    force: ForceOpt = False,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -22,7 +25,8 @@ def evaluate(
     debug: DebugOpt = False,
 ) -> None:
     """Accuracy, loss and ECE (15 bins) per split."""
-    with command_run("evaluate", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+    with command_run("evaluate", report=report, json_out=json_out, quiet=quiet, debug=debug, force=force) as run:
+        run.claim([("input checkpoint", checkpoint), ("--data manifest", data)], [])
         run.preload("torch")  # timed as startup_s, outside total_s
         from unlearn_cli.training.loop import resolve_device
         from unlearn_cli.models.predict import evaluate_splits, load_predictor
@@ -34,6 +38,8 @@ def evaluate(
             model = load_predictor(ckpt, dev)
         run.input("checkpoint", ckpt.path, ckpt.sha256)
         run.input("data", dataset.data_path, dataset.data_sha256)
+        run.claim([("input checkpoint", ckpt.path), ("manifest", dataset.manifest_path),
+                   ("data file", dataset.data_path)], [])
         with run.phase("evaluate"):
             metrics = evaluate_splits(
                 model, dataset, {"train": dataset.train_indices(), "test": dataset.test_indices()}, dev

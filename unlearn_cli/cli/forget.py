@@ -15,6 +15,12 @@ the output). IDs the ledger shows were already removed are skipped; a request
 made only of them does nothing (status nothing-to-do, exit 0). With --queue
 every DIR/*.txt is one batch; files move to DIR/done/ (or DIR/failed/ with a
 .reason, exit 2) once the checkpoint and ledger line are durable.
+
+An existing output is replaced only with --force, or --in-place (which means
+replace), or by a --queue run when that output descends from the input (the
+run continues from it, so it keeps every earlier removal). No output (the
+checkpoint, the ledger, --report) may be an input (the checkpoint, its
+sidecars, ids files, --config, the manifest, its data file) or another output.
 """
 
 from __future__ import annotations
@@ -25,8 +31,11 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from unlearn_cli.cli.options import CheckpointArg, DataOpt, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.options import (
+    CheckpointArg, DataOpt, DebugOpt, DeviceOpt, ForceOpt, JsonOpt, LedgerKeyOpt, QuietOpt, ReportOpt, SeedOpt,
+)
 from unlearn_cli.cli.output import command_run, key_values, show, split_table
+from unlearn_cli.errors import one_line
 
 
 def forget(
@@ -61,6 +70,8 @@ def forget(
         float, typer.Option("--wait", help="Seconds to wait for another run's lock before exiting with code 4.",
                             metavar="SECONDS")
     ] = 0.0,
+    ledger_key: LedgerKeyOpt = None,
+    force: ForceOpt = False,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -70,7 +81,14 @@ def forget(
 ) -> None:
     """Remove the influence of the requested records; write a new checkpoint, a ledger line and a report."""
     refused: list = []
-    with command_run("forget", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+    with command_run("forget", report=report, json_out=json_out, quiet=quiet, debug=debug, force=force) as run:
+        _check_paths(run, checkpoint, list(requests or []), out, config, data, queue, ledger, in_place, force)
+        from unlearn_cli.ops.locking import check_wait
+
+        check_wait(wait)  # before the slow imports: a nan or negative --wait is refused at once
+        from unlearn_cli.forget.config import precheck_inputs
+
+        precheck_inputs(config, list(requests or []))  # a FIFO, device or alias bomb: refused at once too
         with run.startup():  # torch and the method's modules, reported as startup_s
             from unlearn_cli.forget.job import ForgetJob
             from unlearn_cli.forget.run import forget as run_forget
@@ -83,12 +101,33 @@ def forget(
             checkpoint=checkpoint, requests=list(requests or []), method=method, data=data, out=out,
             config_file=config, sets=list(set_ or []), ignore_unknown=ignore_unknown,
             device=resolve_device(device), seed=seed, queue=queue, ledger=ledger, in_place=in_place, wait=wait,
+            ledger_key=ledger_key,
         )
         fields = run_forget(job, warn=run.warn, timings=run.data["timings"])
         run.data.update({k: v for k, v in fields.items() if k != "timings"})
         refused = (fields.get("queue") or {}).get("failed") or []
         show(run, *_summary(fields, method, run.data["timings"], refused))
     _refused(refused)
+
+
+def _check_paths(run, checkpoint: Path, requests: list[str], out: Optional[Path], config: Optional[Path],
+                 data: Optional[Path], queue: Optional[Path], ledger: Optional[Path], in_place: bool,
+                 force: bool) -> None:
+    """Before any work: where the run writes is writable, replaces nothing it may not, and is no input."""
+    from unlearn_cli.forget.targets import checkpoint_inputs, may_replace_output, plan_targets
+    from unlearn_cli.ops.paths import check_writable_folder
+
+    targets = plan_targets(checkpoint, out, ledger, queue, in_place)
+    out_label = "--out" if out is not None else ("--in-place" if in_place else "the output")
+    ledger_label = "--ledger" if ledger is not None else "the ledger"
+    run.output_checked(out_label, targets.out, replace=may_replace_output(checkpoint, targets, in_place, force))
+    run.output_checked(ledger_label, targets.ledger, replace=True)  # append-only
+    if targets.queue is not None:
+        check_writable_folder(f"--queue {targets.queue}:", targets.queue)
+    inputs = checkpoint_inputs(checkpoint, data)
+    inputs += [("ids file", Path(r)) for r in requests if r != "-"]
+    inputs += [("--config file", config)]
+    run.claim(inputs, [(out_label, None if in_place else targets.out), (ledger_label, targets.ledger)])
 
 
 def _summary(fields: dict, method: str, timings: dict, refused: list) -> list:
@@ -122,6 +161,7 @@ def _refused(refused: list) -> None:
         return
     first = refused[0]
     more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
-    print(f"unlearn forget: error: refused {len(refused)} request file(s), moved to failed/ with a .reason: "
-          f"{first['file']}: {first['reason']}{more}", file=sys.stderr)
+    print("unlearn forget: error: " + one_line(f"refused {len(refused)} request file(s), moved to failed/ with "
+                                               f"a .reason: {first['file']}: {first['reason']}{more}"),
+          file=sys.stderr)
     raise typer.Exit(2)

@@ -9,12 +9,13 @@ Examples:
 
 from __future__ import annotations
 
-from unlearn_cli.cli.options import CheckpointArg, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.options import CheckpointArg, DebugOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
 from unlearn_cli.cli.output import command_run, key_values, show
 
 
 def inspect(
     checkpoint: CheckpointArg,
+    force: ForceOpt = False,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -23,7 +24,8 @@ def inspect(
     debug: DebugOpt = False,
 ) -> None:
     """Show a checkpoint's architecture, training recipe, data set and removal lineage."""
-    with command_run("inspect", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+    with command_run("inspect", report=report, json_out=json_out, quiet=quiet, debug=debug, force=force) as run:
+        run.claim([("input checkpoint", checkpoint)], [])
         from unlearn_cli.models.checkpoint import read_header_meta, removal_steps
 
         info = read_header_meta(checkpoint)

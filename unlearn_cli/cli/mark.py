@@ -12,6 +12,7 @@ cluster marks one k-means cluster per class (or of --label); random a
 fraction of the train split; class every train record of --label; ordered
 records packed into as few recorded training batches (or SISA shards/slices)
 as the checkpoint's training order allows. Only train records are marked.
+An existing --out (or --report) is refused unless --force is given.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from unlearn_cli.cli.options import DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.options import DebugOpt, DeviceOpt, ForceOpt, JsonOpt, LedgerKeyOpt, QuietOpt, ReportOpt, SeedOpt
 from unlearn_cli.cli.output import command_run, key_values, show
 
 
@@ -37,6 +38,8 @@ def mark(
         "--pick", help="Cluster to mark: smallest (the paper's, default), largest, median, or a rank (0 = smallest).")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(
         "--checkpoint", help="Checkpoint whose recorded training order 'ordered' follows.")] = None,
+    ledger_key: LedgerKeyOpt = None,
+    force: ForceOpt = False,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -45,11 +48,14 @@ def mark(
     debug: DebugOpt = False,
 ) -> None:
     """Choose training records to forget (PUMA appendix A marking) and write an ids file."""
-    with command_run("mark", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+    with command_run("mark", report=report, json_out=json_out, quiet=quiet, debug=debug, force=force) as run:
+        run.output_checked("--out", out)
+        run.claim([("manifest", manifest), ("--checkpoint", checkpoint)], [("--out", out)])
         from unlearn_cli.data.ids import format_ids
         from unlearn_cli.data.manifest import load_manifest
         from unlearn_cli.marking.strategies import mark as choose
         from unlearn_cli.ops.atomic import write_text
+        from unlearn_cli.ops.digests import resolve_key
 
         with run.phase("load"):
             dataset = load_manifest(manifest)
@@ -62,9 +68,12 @@ def mark(
             header = read_header_meta(checkpoint)  # metadata only: no weights, no torch
             meta = header["meta"]
             run.input("checkpoint", checkpoint, header["sha256"])
+        run.claim([("manifest", dataset.manifest_path), ("data file", dataset.data_path), ("--checkpoint", checkpoint)],
+                  [("--out", out)])
         with run.phase("mark"):
             marking = choose(dataset, strategy, label=label, fraction=fraction, clusters=clusters, pick=pick,
-                             seed=0 if seed is None else seed, checkpoint_meta=meta)
+                             seed=0 if seed is None else seed, checkpoint_meta=meta,
+                             key=resolve_key(ledger_key) if meta is not None else None)
         text = format_ids(marking.ids, header=marking.header(dataset))
         with run.phase("write"):
             digest = write_text(out, text)

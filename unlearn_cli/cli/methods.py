@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from unlearn_cli.cli.options import DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.options import DebugOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
 from unlearn_cli.cli.output import command_run, show
 
 
@@ -52,6 +52,7 @@ def _list_all(run) -> None:
 
 def methods(
     name: Annotated[Optional[str], typer.Argument(help="Show this method's options.")] = None,
+    force: ForceOpt = False,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -60,7 +61,8 @@ def methods(
     debug: DebugOpt = False,
 ) -> None:
     """List the plugins by kind (methods with their summaries), or show one method's options and defaults."""
-    with command_run("methods", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+    with command_run("methods", report=report, json_out=json_out, quiet=quiet, debug=debug, force=force) as run:
+        run.claim([], [])  # no input files: --report only has to be new (or --force)
         from rich.table import Table
 
         from unlearn_cli.methods.registry import describe
@@ -71,10 +73,10 @@ def methods(
         info = describe(name)
         run.data["metrics"] = {"method": info}
         table = Table(title=f"{name}: {info['summary']}", title_justify="left")
-        for col in ("option", "type", "default", "meaning"):
+        for col in ("option", "type", "default", "range", "meaning"):
             table.add_column(col)
         for opt in info["options"]:
-            table.add_row(opt["name"], opt["type"], str(opt["default"]), opt["doc"])
+            table.add_row(opt["name"], opt["type"], str(opt["default"]), opt.get("range") or "", opt["doc"])
         show(run, table)
         if info.get("details") and not (json_out or quiet):
             run.out.print(info["details"])

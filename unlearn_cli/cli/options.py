@@ -19,6 +19,8 @@ def _setting_help(name: str) -> str:
 ReportOpt = Annotated[
     Optional[Path], typer.Option("--report", help="Also write the JSON report to this file.")
 ]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Replace existing output files (--out, --report...) atomically instead of refusing.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only the JSON report on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary tables.")]
 DeviceOpt = Annotated[
@@ -36,3 +38,9 @@ DampingOpt = Annotated[float, typer.Option("--damping", help=_setting_help("damp
 #: --solver and --damping default to the influence settings' own defaults (debug-labels, calibrate)
 SOLVER_DEFAULT: str = InfluenceSettings.solver
 DAMPING_DEFAULT: float = InfluenceSettings.damping
+LedgerKeyOpt = Annotated[
+    Optional[Path],
+    typer.Option("--ledger-key", metavar="FILE", help="Secret key file: the ledger, lineage and SISA metadata "
+                 "record HMAC-SHA256 digests of IDs under it (and its key id, never the key). Default: the file "
+                 "named by $UNLEARN_LEDGER_KEY_FILE; without either, plain SHA-256 digests with a warning."),
+]

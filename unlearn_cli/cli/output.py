@@ -2,12 +2,19 @@
 
 Stdout carries either the human summary or, with --json, only the report.
 Progress bars and warnings go to stderr so pipelines can parse stdout.
+
+--report is an output like any other (``ops.paths``): refused when it exists
+without --force, and checked against the command's inputs and other outputs
+by ``Run.claim`` before any work. A failure report is written only where the
+report may safely go: never over a file that existed before the run unless
+``claim`` cleared it, never over an input or another output.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -18,8 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 from unlearn_cli import __version__
-from unlearn_cli.errors import BadInput
 from unlearn_cli.cli.errors import fail
+from unlearn_cli.errors import one_line
 
 
 def _clean(value: Any) -> Any:
@@ -40,9 +47,14 @@ def _clean(value: Any) -> Any:
 class Run:
     """One command invocation: collects the report and renders it."""
 
-    def __init__(self, command: str, report: Path | None, json_out: bool, quiet: bool, debug: bool):
+    def __init__(self, command: str, report: Path | None, json_out: bool, quiet: bool, debug: bool,
+                 force: bool = False):
         self.command = command
         self.report_path = report
+        self.force = force
+        self._report_safe = False  # set once --report has passed its checks
+        self._report_existed = report is not None and os.path.lexists(report)
+        self._claimed = False
         self.json_out = json_out
         self.quiet = quiet
         self.debug = debug
@@ -59,6 +71,42 @@ class Run:
             "timings": {},
             "metrics": {},
         }
+
+    # -- output paths ---------------------------------------------------------
+    def check_report(self) -> None:
+        """--report: a writable folder, not a folder itself, not an existing file without --force."""
+        if self.report_path is not None:
+            from unlearn_cli.ops.paths import check_output
+
+            check_output("--report", self.report_path, replace=self.force)
+        self._report_safe = True
+
+    def claim(self, inputs: list[tuple[str, Any]], outputs: list[tuple[str, Any]]) -> None:
+        """Before any work: no output (``outputs`` and --report) is an input or another output.
+
+        ``inputs`` and ``outputs`` are (name, path) pairs; ``None`` paths are skipped.
+        """
+        from unlearn_cli.ops.paths import PathCollision, check_distinct
+
+        try:
+            check_distinct(inputs, [*outputs, ("--report", self.report_path)])
+        except PathCollision as exc:
+            if "--report" in exc.labels:
+                self._report_safe = False
+            raise
+        self._claimed = True
+
+    def output_checked(self, label: str, path: Path | None, *, replace: bool | None = None) -> None:
+        """An output file: its folder writable, and not replaced unless --force (or ``replace``)."""
+        if path is not None:
+            from unlearn_cli.ops.paths import check_output
+
+            check_output(label, path, replace=self.force if replace is None else replace)
+
+    @property
+    def report_writable(self) -> bool:
+        """Whether a (failure) report may be written now: checked, and new or cleared by ``claim``."""
+        return self._report_safe and (self._claimed or not self._report_existed)
 
     # -- collecting -------------------------------------------------------
     def input(self, name: str, path: Path | str, sha256: str | None = None) -> None:
@@ -94,6 +142,7 @@ class Run:
                 importlib.import_module(name)
 
     def warn(self, message: str) -> None:
+        message = one_line(message)  # escaped, one line, capped: a file name cannot drive the terminal
         self.data.setdefault("warnings", []).append(message)
         if not self.quiet or self.json_out:
             print(f"unlearn {self.command}: warning: {message}", file=sys.stderr)
@@ -127,11 +176,28 @@ class Run:
         self.data["timings"]["total_s"] = round(time.perf_counter() - self._t0 - startup, 6)
         return _clean(self.data)
 
-    def emit(self, report: dict[str, Any]) -> None:
-        """Write --report (atomically) and print the report with --json."""
-        if self.report_path is not None:
-            from unlearn_cli.ops.atomic import write_text
+    def _recorded(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The input and output paths the report records, as (name, path) pairs."""
+        def paths(section: str) -> list[tuple[str, str]]:
+            found = []
+            for name, entry in self.data.get(section, {}).items():
+                if isinstance(entry, dict) and entry.get("path"):
+                    found.append((f"{section[:-1]} {name}", str(entry["path"])))
+            return found
+        return paths("inputs"), paths("outputs")
 
+    def emit(self, report: dict[str, Any]) -> None:
+        """Write --report (atomically) and print the report with --json.
+
+        The report's own paths are the last check: it is never written over
+        a file the report records as an input or output.
+        """
+        if self.report_path is not None and self.report_writable:
+            from unlearn_cli.ops.atomic import write_text
+            from unlearn_cli.ops.paths import check_distinct
+
+            inputs, outputs = self._recorded()
+            check_distinct(inputs + outputs, [("--report", self.report_path)])
             write_text(self.report_path, json.dumps(report, indent=2) + "\n")
         if self.json_out:
             sys.stdout.write(json.dumps(report, indent=2) + "\n")
@@ -145,15 +211,14 @@ class Run:
 
 @contextmanager
 def command_run(
-    command: str, *, report: Path | None, json_out: bool, quiet: bool, debug: bool
+    command: str, *, report: Path | None, json_out: bool, quiet: bool, debug: bool, force: bool = False
 ) -> Iterator[Run]:
-    """Run a command body; map failures to exit codes; emit the report either way."""
+    """Run a command body; map failures to exit codes; emit the report either way (where it may go)."""
     import typer
 
-    run = Run(command, report, json_out, quiet, debug)
+    run = Run(command, report, json_out, quiet, debug, force)
     try:
-        if report is not None and not (report.parent if str(report.parent) else Path(".")).is_dir():
-            raise BadInput(f"--report {report}: directory '{report.parent}' does not exist")
+        run.check_report()
         yield run
         run.finish()
     except typer.Exit:
@@ -163,7 +228,7 @@ def command_run(
         raise typer.Exit(130) from None
     except Exception as exc:  # noqa: BLE001 - every failure becomes a one-line message and an exit code
         run.data["status"] = "failed"
-        run.data["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        run.data["error"] = one_line(exc) if str(exc) else type(exc).__name__  # no private detail (raw IDs)
         exit_exc = fail(command, exc, debug)
         try:  # a failure report helps pipelines; writing it must never mask the error
             run.emit(run._final())

@@ -11,6 +11,9 @@ Examples:
 a sidecar with every constituent's state after every slice; --track-updates
 writes a plain model and a sidecar with every batch's parameter update. Sidecars
 are named <sha256[:16]>.<name>.safetensors beside the checkpoint.
+
+An existing --out (or --report) is refused unless --force is given; then it
+is replaced atomically. --out may be neither the manifest nor its data file.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from unlearn_cli.cli.options import DebugOpt, DeviceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.options import DebugOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
 from unlearn_cli.cli.output import command_run, key_values, show, split_table
 
 
@@ -58,6 +61,7 @@ def train(
         metavar="vote|mean")] = None,
     track_updates: Annotated[bool, typer.Option(
         "--track-updates", help="Record every batch's parameter update (for --method amnesiac).")] = False,
+    force: ForceOpt = False,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -66,7 +70,9 @@ def train(
     debug: DebugOpt = False,
 ) -> None:
     """Train a classifier on a manifest's train split and write a checkpoint."""
-    with command_run("train", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
+    with command_run("train", report=report, json_out=json_out, quiet=quiet, debug=debug, force=force) as run:
+        run.output_checked("--out", out)
+        run.claim([("manifest", manifest)], [("--out", out)])
         run.preload("torch")  # timed as startup_s, outside total_s
         from unlearn_cli.data.manifest import load_manifest
         from unlearn_cli.models.registry import arch_spec_for, get_builder
@@ -80,6 +86,7 @@ def train(
             dataset = load_manifest(manifest)
         run.input("manifest", dataset.manifest_path, None)
         run.input("data", dataset.data_path, dataset.data_sha256)
+        run.claim([("manifest", dataset.manifest_path), ("data file", dataset.data_path)], [("--out", out)])
         spec = arch_spec_for(dataset, arch, _widths(hidden), activation)
         recipe = default_recipe(
             arch, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from unlearn_cli.data.schema import Columns, ManifestContext, finite_features, listing
+from unlearn_cli.data.schema import Columns, ManifestContext, finite_features
+from unlearn_cli.ops.inputs import brief
 
 
 class _ArrayFile:
@@ -32,25 +33,25 @@ class _ArrayFile:
         # Corrupt files surface as many exception types (safetensors' own error,
         # zipfile.BadZipFile, ValueError, OSError); all mean "unreadable".
         except Exception as exc:  # noqa: BLE001
-            ctx.fail("data.path", f": cannot read data file {data_path.name}: {exc}")
+            ctx.fail("data.path", f": cannot read data file {data_path.name}: {brief(exc)}")
         self.available = sorted(self.arrays.keys())
 
     def get(self, key: str, array_name: Any) -> np.ndarray:
         if not isinstance(array_name, str) or not array_name:
-            self.ctx.fail(key, f"must be the name of an array in {self.file}, got {array_name!r}")
+            self.ctx.fail(key, f"must be the name of an array in {self.file}, got {self.ctx.show(array_name)}")
         if array_name not in self.available:
-            self.ctx.fail(key, f"names array {array_name!r} which is not in {self.file} "
-                               f"(available: {listing(self.available)})")
+            self.ctx.fail(key, f"names array {self.ctx.show(array_name)} which is not in {self.file} "
+                               f"(available: {self.ctx.names(self.available)})")
         try:
             return np.asarray(self.arrays[array_name])
         except Exception as exc:  # noqa: BLE001  (e.g. object arrays refused without pickle)
-            self.ctx.fail(key, f": cannot read array {array_name!r} from {self.file}: {exc}")
+            self.ctx.fail(key, f": cannot read array {self.ctx.show(array_name)} from {self.file}: {brief(exc)}")
 
     def vector(self, key: str, array_name: str, n: int) -> np.ndarray:
         """A per-row array: shape (n,) to match the features."""
         arr = self.get(key, array_name)
         if arr.shape != (n,):
-            self.ctx.fail(key, f": array {array_name!r} must have shape ({n},) to match the features, "
+            self.ctx.fail(key, f": array {self.ctx.show(array_name)} must have shape ({n},) to match the features, "
                                f"got {arr.shape}")
         return arr
 
@@ -80,11 +81,11 @@ def read_arrays(ctx: ManifestContext, data: Mapping, data_path: Path, suffix: st
 def _features(ctx: ManifestContext, arrays: _ArrayFile, array_name: Any) -> np.ndarray:
     feats = arrays.get("data.features", array_name)
     if feats.dtype.kind not in "biuf" or feats.ndim == 0:
-        ctx.fail("data.features", f": array {array_name!r} must be a numeric array with a "
+        ctx.fail("data.features", f": array {ctx.show(array_name)} must be a numeric array with a "
                                   f"row axis, got dtype {feats.dtype} shape {feats.shape}")
     x = feats.reshape(feats.shape[0], -1).astype(np.float32)
     if x.shape[1] == 0:
-        ctx.fail("data.features", f": array {array_name!r} has no feature columns")
+        ctx.fail("data.features", f": array {ctx.show(array_name)} has no feature columns")
     return finite_features(ctx, "data.features", x)
 
 
@@ -97,7 +98,7 @@ def _int_labels(ctx: ManifestContext, arr: np.ndarray) -> np.ndarray:
         whole = finite & (arr == np.round(np.where(finite, arr, 0)))
         if not whole.all():
             r = int(np.flatnonzero(~whole)[0])
-            ctx.fail("data.labels", f": labels must be integers; row {r} is {float(arr[r])!r}")
+            ctx.fail("data.labels", f": labels must be integers; row {r} is {ctx.show(float(arr[r]))}")
         return arr.astype(np.int64)
     ctx.fail("data.labels", f": labels must be integers, got dtype {arr.dtype}")
 
@@ -111,10 +112,10 @@ def _ids(ctx: ManifestContext, arrays: _ArrayFile, array_name: str, n: int) -> l
     elif iarr.dtype.kind == "S":
         ids = [bytes(v).decode("utf-8", "replace").strip() for v in iarr]
     else:
-        ctx.fail("data.ids", f": array {array_name!r} must hold integers or strings, "
+        ctx.fail("data.ids", f": array {ctx.show(array_name)} must hold integers or strings, "
                              f"got dtype {iarr.dtype}")
     if any(not s for s in ids):
-        ctx.fail("data.ids", f": array {array_name!r} contains an empty id "
+        ctx.fail("data.ids", f": array {ctx.show(array_name)} contains an empty id "
                              f"(row {next(i for i, s in enumerate(ids) if not s)})")
     return ids
 
@@ -127,5 +128,5 @@ def _mask(ctx: ManifestContext, arrays: _ArrayFile, which: str, array_name: str,
     # 0/1 integer masks are common from tools without a bool dtype.
     if arr.dtype.kind in "iu" and np.isin(arr, (0, 1)).all():
         return arr.astype(bool)
-    ctx.fail(key, f": array {array_name!r} must be a bool (or 0/1) mask, "
+    ctx.fail(key, f": array {ctx.show(array_name)} must be a bool (or 0/1) mask, "
                   f"got dtype {arr.dtype}")

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from unlearn_cli.data.schema import Columns, ManifestContext, finite_features, listing
+from unlearn_cli.data.schema import Columns, ManifestContext, finite_features
+from unlearn_cli.ops.inputs import brief
 
 _CSV_TRUE = frozenset({"true", "1"})
 _CSV_FALSE = frozenset({"false", "0"})
@@ -32,7 +33,7 @@ class _Table:
             with open(data_path, newline="", encoding="utf-8-sig") as fh:
                 rows = list(csv.reader(fh))
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            ctx.fail("data.path", f": cannot read data file {data_path.name}: {exc}")
+            ctx.fail("data.path", f": cannot read data file {data_path.name}: {brief(exc)}")
         # Trailing blank lines are common in hand-edited files; they are not rows.
         while rows and not any(cell.strip() for cell in rows[-1]):
             rows.pop()
@@ -42,7 +43,7 @@ class _Table:
         self.body = rows[1:]
         if len(set(self.header)) != len(self.header):
             dup = next(h for i, h in enumerate(self.header) if h in self.header[:i])
-            ctx.fail("data.path", f": data file {data_path.name} has a duplicate column {dup!r}")
+            ctx.fail("data.path", f": data file {data_path.name} has a duplicate column {ctx.show(dup)}")
         self.col_of = {h: i for i, h in enumerate(self.header)}
         for r, row in enumerate(self.body):
             if len(row) != len(self.header):
@@ -52,10 +53,10 @@ class _Table:
 
     def column(self, key: str, col: Any) -> list[str]:
         if not isinstance(col, str) or not col:
-            self.ctx.fail(key, f"must be a column name of {self.file}, got {col!r}")
+            self.ctx.fail(key, f"must be a column name of {self.file}, got {self.ctx.show(col)}")
         if col not in self.col_of:
-            self.ctx.fail(key, f"names column {col!r} which is not in {self.file} "
-                               f"(columns: {listing(self.header)})")
+            self.ctx.fail(key, f"names column {self.ctx.show(col)} which is not in {self.file} "
+                               f"(columns: {self.ctx.names(self.header)})")
         j = self.col_of[col]
         return [row[j].strip() for row in self.body]
 
@@ -72,7 +73,7 @@ def read_csv(ctx: ManifestContext, data: Mapping, data_path: Path,
     feat_cols = _feature_columns(ctx, table, data.get("features"), labels_col, ids_col, mask_names)
     missing_cat = [c for c in categorical if c not in feat_cols]
     if missing_cat:
-        ctx.fail("data.categorical", f": column {missing_cat[0]!r} is not one of the feature columns")
+        ctx.fail("data.categorical", f": column {ctx.show(missing_cat[0])} is not one of the feature columns")
     x, names = _encode_features(ctx, table, feat_cols, categorical)
 
     y = np.empty(table.n, dtype=np.int64)
@@ -87,7 +88,7 @@ def _categorical(ctx: ManifestContext, table: _Table, categorical: Any) -> list[
     if isinstance(categorical, str):
         categorical = [categorical]
     if not isinstance(categorical, list) or not all(isinstance(c, str) for c in categorical):
-        ctx.fail("data.categorical", f"must be a list of column names, got {categorical!r}")
+        ctx.fail("data.categorical", f"must be a list of column names, got {ctx.show(categorical)}")
     for c in categorical:
         table.column("data.categorical", c)
     return categorical
@@ -106,12 +107,12 @@ def _feature_columns(ctx: ManifestContext, table: _Table, feats_spec: Any, label
     feat_cols = [feats_spec] if isinstance(feats_spec, str) else feats_spec
     if (not isinstance(feat_cols, list) or not feat_cols
             or not all(isinstance(c, str) for c in feat_cols)):
-        ctx.fail("data.features", f"must be a non-empty list of column names, got {feats_spec!r}")
+        ctx.fail("data.features", f"must be a non-empty list of column names, got {ctx.show(feats_spec)}")
     dups = [c for i, c in enumerate(feat_cols) if c in feat_cols[:i]]
     if dups:
-        ctx.fail("data.features", f"lists column {dups[0]!r} twice")
+        ctx.fail("data.features", f"lists column {ctx.show(dups[0])} twice")
     if labels_col in feat_cols:
-        ctx.fail("data.features", f"must not include the label column {labels_col!r}")
+        ctx.fail("data.features", f"must not include the label column {ctx.show(labels_col)}")
     return feat_cols
 
 
@@ -136,8 +137,8 @@ def _encode_features(ctx: ManifestContext, table: _Table, feat_cols: list[str],
                 try:
                     vals[r] = float(cell)
                 except ValueError:
-                    ctx.fail("data.features", f": column {col!r} row {r} (line {r + 2}) is not a "
-                                              f"number: {cell!r} (list it in data.categorical?)")
+                    ctx.fail("data.features", f": column {ctx.show(col)} row {r} (line {r + 2}) is not a "
+                                              f"number: {ctx.show(cell)} (list it in data.categorical?)")
             blocks.append(vals[:, None])
             names.append(col)
     x = np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0), np.float32)
@@ -155,15 +156,15 @@ def _parse_label(ctx: ManifestContext, col: str, r: int, cell: str) -> int:
         v = math.nan
     if math.isfinite(v) and v == int(v):  # "1.0" written by float-minded tools
         return int(v)
-    ctx.fail("data.labels", f": column {col!r} row {r} (line {r + 2}) is not an integer "
-                            f"label: {cell!r}")
+    ctx.fail("data.labels", f": column {ctx.show(col)} row {r} (line {r + 2}) is not an integer "
+                            f"label: {ctx.show(cell)}")
 
 
 def _ids(ctx: ManifestContext, table: _Table, ids_col: str) -> list[str]:
     ids = table.column("data.ids", ids_col)
     for r, rid in enumerate(ids):
         if not rid:
-            ctx.fail("data.ids", f": column {ids_col!r} row {r} (line {r + 2}) is empty")
+            ctx.fail("data.ids", f": column {ctx.show(ids_col)} row {r} (line {r + 2}) is empty")
     return ids
 
 
@@ -177,6 +178,6 @@ def _mask(ctx: ManifestContext, table: _Table, which: str, col: str) -> np.ndarr
         elif low in _CSV_FALSE:
             mask[r] = False
         else:
-            ctx.fail(key, f": column {col!r} row {r} (line {r + 2}) must be true/false/1/0, "
-                          f"got {cell!r}")
+            ctx.fail(key, f": column {ctx.show(col)} row {r} (line {r + 2}) must be true/false/1/0, "
+                          f"got {ctx.show(cell)}")
     return mask

@@ -18,7 +18,9 @@ file"). The rules, chosen so that files made by hand, by spreadsheets, by
 * A file with no IDs at all is an error: an empty deletion request is almost
   always a mistake (wrong file, failed export) and must not "succeed".
 * ``-`` means standard input. A file literally named ``-`` can be read as
-  ``./-``.
+  ``./-``. A file must be a regular file (no FIFO or device) of at most
+  ``ops.inputs.IDS_LIMIT`` bytes; stdin is read up to the same bound. A line
+  longer than ``MAX_ID_CHARS`` is an error naming its line number.
 
 Several request files merge into one request (``read_requests``): IDs stay
 unique across files in first-seen order and an ID repeated across files counts
@@ -47,6 +49,7 @@ from numbers import Integral
 from typing import BinaryIO
 
 from unlearn_cli.errors import BadInput
+from unlearn_cli.ops.inputs import IDS_LIMIT, human_size, read_input, show_path
 
 __all__ = [
     "Request",
@@ -60,8 +63,10 @@ __all__ = [
 
 STDIN = "-"
 STDIN_SOURCE = "<stdin>"
-#: How many offending IDs an error message names.
-MAX_NAMED = 10
+#: An error names at most MAX_NAMED IDs, each cut to MAX_SHOWN_ID characters, within _NAMES_BUDGET.
+MAX_NAMED, MAX_SHOWN_ID, _NAMES_BUDGET = 10, 32, 160
+#: Longest ID accepted (e-mail addresses and UUIDs are far shorter): longer is a wrong file.
+MAX_ID_CHARS = 1024
 
 _BOM = b"\xef\xbb\xbf"
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -83,23 +88,31 @@ class Request:
 
 def _show_source(source: str) -> str:
     """A source name that cannot break the one-line error contract."""
-    return source if source.isprintable() else repr(source)
+    return source if source in (STDIN_SOURCE, "<memory>") else show_path(source)
 
 
 def _show_id(record_id: str) -> str:
-    """An ID as it appears in a message: plain when unambiguous, else quoted."""
+    """An ID as it appears in a message: plain when unambiguous, else quoted; long ones cut."""
     plain = record_id.isprintable() and "," not in record_id
     if plain and record_id and record_id == record_id.strip():
-        return record_id
-    return repr(record_id)
+        shown = record_id
+    else:
+        shown = repr(record_id)
+    return shown if len(shown) <= MAX_SHOWN_ID else shown[: MAX_SHOWN_ID - 3] + "..."
 
 
 def _name_some(ids: Sequence[str]) -> str:
-    """The first MAX_NAMED IDs for a message, saying when the list is cut short."""
-    shown = ", ".join(_show_id(i) for i in ids[:MAX_NAMED])
-    if len(ids) > MAX_NAMED:
-        shown += ", ... (first ten shown)"
-    return shown
+    """The first MAX_NAMED IDs (within a character budget), saying when the list is cut short."""
+    shown: list[str] = []
+    for record_id in ids[:MAX_NAMED]:
+        text = _show_id(record_id)
+        if shown and sum(len(s) + 2 for s in shown) + len(text) > _NAMES_BUDGET:
+            break
+        shown.append(text)
+    if len(shown) < len(ids):
+        count = "ten" if len(shown) == MAX_NAMED else str(len(shown))
+        return ", ".join(shown) + f", ... (first {count} shown)"
+    return ", ".join(shown)
 
 
 def _dedupe(ids: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -130,19 +143,22 @@ def _decode(data: bytes, source: str) -> str:
         ) from None
 
 
-def _lines_to_ids(text: str) -> list[str]:
-    """Every ID line of a decoded request, in order, repeats kept."""
+def _lines_to_ids(text: str, source: str) -> list[str]:
+    """Every ID line of a decoded request, in order, repeats kept; an overlong line is an error."""
     ids = []
-    for line in _LINE_BREAK.split(text):
+    for number, line in enumerate(_LINE_BREAK.split(text), 1):
         item = line.strip()
         if item and not item.startswith("#"):
+            if len(item) > MAX_ID_CHARS:
+                raise BadInput(f"{_show_source(source)}: line {number} is {len(item):,} characters long, "
+                               f"more than an ID may be ({MAX_ID_CHARS}): {_show_id(item)}")
             ids.append(item)
     return ids
 
 
 def _parse(raw: bytes, source: str) -> list[str]:
     """Every ID occurrence in one request file, repeats kept; empty is an error."""
-    found = _lines_to_ids(_decode(raw, source))
+    found = _lines_to_ids(_decode(raw, source), source)
     if not found:
         raise BadInput(f"{_show_source(source)}: the request holds no IDs")
     return found
@@ -169,31 +185,14 @@ def _read_stdin(stdin: BinaryIO | None) -> bytes:
         stream = sys.stdin.buffer
     stream = getattr(stream, "buffer", stream)
     try:
-        data = stream.read()
+        data = stream.read(IDS_LIMIT + 1)  # bounded: stdin may be /dev/zero
     except OSError as exc:
         raise BadInput(f"{STDIN_SOURCE}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > IDS_LIMIT:
+        raise BadInput(f"{STDIN_SOURCE}: request is larger than the {human_size(IDS_LIMIT)} limit")
     if isinstance(data, str):  # a StringIO handed in by a test or an embedding caller
         data = data.encode("utf-8")
     return data
-
-
-_NOT_A_FILE = "is a directory, not a request file"
-#: Why a request file could not be opened, by the error's class (first match wins).
-_UNREADABLE = ((FileNotFoundError, "no such request file"), (IsADirectoryError, _NOT_A_FILE),
-               (PermissionError, "permission denied"))
-
-
-def _read_file(path: str) -> bytes:
-    """The bytes of a request file, or a BadInput naming it and why not."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        reason = next((text for kind, text in _UNREADABLE if isinstance(exc, kind)), None)
-        if reason is None:
-            # Windows reports directories as PermissionError/OSError
-            reason = _NOT_A_FILE if os.path.isdir(path) else f"cannot read ({exc.strerror or exc})"
-        raise BadInput(f"{_show_source(path)}: {reason}") from None
 
 
 def _load(path: str | os.PathLike[str], stdin: BinaryIO | None) -> tuple[bytes, str]:
@@ -201,7 +200,7 @@ def _load(path: str | os.PathLike[str], stdin: BinaryIO | None) -> tuple[bytes, 
     name = os.fsdecode(path)
     if name == STDIN:
         return _read_stdin(stdin), STDIN_SOURCE
-    return _read_file(name), name
+    return read_input(name, "request file", IDS_LIMIT), name  # a regular file, bounded
 
 
 def read_ids(path: str | os.PathLike[str], stdin: BinaryIO | None = None) -> Request:

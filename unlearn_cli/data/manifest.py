@@ -1,6 +1,7 @@
 """Dataset manifests: a YAML file that says where a data set lives and how to read it.
 
-A manifest (read with ``yaml.safe_load`` only) looks like::
+A manifest (read with ``ops.yaml_input.load_yaml``: safe_load rules, aliases refused,
+at most 1 MiB) looks like::
 
     name: moons                 # required string
     num_classes: 2              # required positive int
@@ -42,10 +43,8 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import yaml
 
 from unlearn_cli.data.array_reader import read_arrays
 from unlearn_cli.data.csv_reader import read_csv
@@ -53,18 +52,23 @@ from unlearn_cli.data.dataset import Dataset
 from unlearn_cli.data.normalize import normalize
 from unlearn_cli.data.schema import DATA_SUFFIXES, ManifestContext, parse_fields
 from unlearn_cli.data.splits import make_splits
+from unlearn_cli.errors import BadInput
 from unlearn_cli.ops.digests import file_sha256
+from unlearn_cli.ops.inputs import DATA_LIMIT, check_regular, resolve_input, show_path
+from unlearn_cli.ops.yaml_input import load_yaml
 
 
-def load_manifest(path: str | os.PathLike, *, verify_sha256: bool = True) -> Dataset:
+def load_manifest(path: str | os.PathLike, *, verify_sha256: bool = True, quote: bool = True) -> Dataset:
     """Read a manifest and its data file into a :class:`Dataset`.
 
     ``verify_sha256=False`` skips comparing the file against the manifest's
     ``sha256`` key; the actual digest is still computed and returned.
+    ``quote=False`` keeps values from the files out of error messages (a
+    manifest path recorded in a checkpoint may name any file at all).
     """
-    ctx = ManifestContext(os.fspath(path))
-    manifest_path = Path(path).resolve()
-    raw = _read_yaml(ctx, manifest_path)
+    ctx = ManifestContext(os.fspath(path), quote)
+    manifest_path = resolve_input(path, "manifest")
+    raw = load_yaml(path, "manifest")
     fields = parse_fields(ctx, raw)
     data_path = _data_path(ctx, manifest_path, fields.data)
     actual_sha = _data_sha256(ctx, data_path, fields.expected_sha256 if verify_sha256 else None)
@@ -94,29 +98,22 @@ def load_manifest(path: str | os.PathLike, *, verify_sha256: bool = True) -> Dat
     )
 
 
-def _read_yaml(ctx: ManifestContext, manifest_path: Path) -> Any:
-    try:
-        text = manifest_path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        ctx.fail(None, "manifest file not found")
-    except (OSError, UnicodeDecodeError) as exc:
-        ctx.fail(None, f"cannot read manifest: {exc}")
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        ctx.fail(None, f"not valid YAML: {exc}")
-
-
 def _data_path(ctx: ManifestContext, manifest_path: Path, data: dict) -> Path:
     """``data.path`` resolved against the manifest's folder: a readable file of a known kind."""
     rel = data.get("path")
     if not isinstance(rel, str) or not rel.strip():
-        ctx.fail("data.path", f"is required and must be a file path, got {rel!r}")
-    data_path = (manifest_path.parent / rel).resolve()
-    if data_path.suffix.lower() not in DATA_SUFFIXES:
-        ctx.fail("data.path", f"must end in {', '.join(DATA_SUFFIXES)}, got {rel!r}")
-    if not data_path.is_file():
-        ctx.fail("data.path", f": data file not found: {data_path}")
+        ctx.fail("data.path", f"is required and must be a file path, got {ctx.show(rel)}")
+    if Path(rel).suffix.lower() not in DATA_SUFFIXES:
+        ctx.fail("data.path", f"must end in {', '.join(DATA_SUFFIXES)}, got {ctx.show(rel)}")
+    given = manifest_path.parent / rel
+    try:
+        check_regular(given, "data file", DATA_LIMIT)  # names a FIFO, device, loop or dangling link as such
+        data_path = resolve_input(given, "data file")
+    except BadInput as exc:
+        ctx.fail("data.path", f": {exc}")
+    if data_path.suffix.lower() not in DATA_SUFFIXES:  # a symlink to a file of another kind
+        ctx.fail("data.path", f"must end in {', '.join(DATA_SUFFIXES)}, got {ctx.show(rel)} "
+                              f"(a link to {show_path(data_path.name)})")
     return data_path
 
 
@@ -125,7 +122,7 @@ def _data_sha256(ctx: ManifestContext, data_path: Path, expected: str | None) ->
     try:
         actual = file_sha256(data_path)
     except OSError as exc:
-        ctx.fail("data.path", f": cannot read data file {data_path}: {exc}")
+        ctx.fail("data.path", f": cannot read data file {show_path(data_path)}: {exc.strerror or exc}")
     if expected is not None and expected != actual:
         ctx.fail("sha256", f"does not match data file {data_path.name}: "
                            f"manifest says {expected}, file is {actual}")
@@ -146,7 +143,7 @@ def _check_unique(ctx: ManifestContext, ids: list[str]) -> None:
     seen: dict[str, int] = {}
     for i, rid in enumerate(ids):
         if rid in seen:
-            ctx.fail("data.ids", f": ids must be unique: {rid!r} appears at rows {seen[rid]} and {i}")
+            ctx.fail("data.ids", f": ids must be unique: {ctx.show(rid)} appears at rows {seen[rid]} and {i}")
         seen[rid] = i
 
 

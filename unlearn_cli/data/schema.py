@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from unlearn_cli.errors import BadInput, one_line
+from unlearn_cli.ops.inputs import excerpt, show_path
 
 TOP_KEYS = ("name", "num_classes", "data", "splits", "input_shape", "normalize",
             "sha256", "source", "license")
@@ -29,6 +30,11 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # How many names an error message lists before summarising the rest: keeps the
 # message readable on one terminal line for files with thousands of columns.
 _MAX_LISTED = 20
+#: Longest excerpt of a value from a file that a message quotes.
+_MAX_QUOTED = 40
+#: Most classes a manifest may declare: ImageNet-21k has about 22,000; the
+#: bound stops an absurd ``num_classes`` from sizing a model's output layer.
+MAX_CLASSES = 100_000
 
 #: A split given as a mask array/column name, or as (fraction, seed, seed_was_given).
 SplitSpec = str | tuple[float, int, bool]
@@ -39,10 +45,27 @@ Columns = tuple[np.ndarray, np.ndarray, list[str], dict[str, np.ndarray], list[s
 
 
 class ManifestContext:
-    """Carries the manifest name so every error message names the file and key."""
+    """Carries the manifest name so every error message names the file and key.
 
-    def __init__(self, manifest: str) -> None:
-        self.manifest = manifest
+    ``quote=False`` (a manifest named by a checkpoint, not by the user: it may
+    point at any file) keeps values read from the file out of messages, so a
+    hostile checkpoint cannot make the tool print another file's contents.
+    Quoted values are cut to ``_MAX_QUOTED`` characters either way.
+    """
+
+    def __init__(self, manifest: str, quote: bool = True) -> None:
+        self.manifest = show_path(manifest)
+        self.quote = quote
+
+    def show(self, value: Any) -> str:
+        """A value read from the manifest or its data file, as a message may show it."""
+        if self.quote:
+            return excerpt(value, _MAX_QUOTED)
+        return f"a {type(value).__name__} (not shown: the manifest was named by a checkpoint)"
+
+    def names(self, names: Iterable[str]) -> str:
+        """Column/array names of a data file for a message (see ``listing``)."""
+        return listing(names) if self.quote else "not shown"
 
     def fail(self, key: str | None, detail: str) -> NoReturn:
         """Raise BadInput: "<manifest>: key '<key>' <detail>".
@@ -72,7 +95,7 @@ class ManifestFields:
 
 def listing(names: Iterable[str]) -> str:
     names = list(names)
-    shown = ", ".join(repr(n) for n in names[:_MAX_LISTED])
+    shown = ", ".join(excerpt(n, _MAX_QUOTED) for n in names[:_MAX_LISTED])
     if len(names) > _MAX_LISTED:
         shown += f", ... ({len(names) - _MAX_LISTED} more)"
     return shown or "none"
@@ -81,7 +104,9 @@ def listing(names: Iterable[str]) -> str:
 def check_keys(ctx: ManifestContext, mapping: Mapping, valid: tuple[str, ...], where: str | None) -> None:
     unknown = [k for k in mapping if k not in valid]
     if unknown:
-        key = f"{where}.{unknown[0]}" if where else str(unknown[0])
+        name = excerpt(unknown[0], _MAX_QUOTED)[1:-1] if isinstance(unknown[0], str) else ctx.show(unknown[0])
+        name = name if ctx.quote else "?"
+        key = f"{where}.{name}" if where else name
         ctx.fail(key, f"is not a valid key; valid keys{' under ' + repr(where) if where else ''}"
                       f": {', '.join(valid)}")
 
@@ -96,7 +121,7 @@ def _opt_str(ctx: ManifestContext, raw: Mapping, key: str) -> str | None:
     if v is None:
         return None
     if not isinstance(v, str):
-        ctx.fail(key, f"must be a string, got {v!r}")
+        ctx.fail(key, f"must be a string, got {ctx.show(v)}")
     return v
 
 
@@ -107,15 +132,18 @@ def parse_fields(ctx: ManifestContext, raw: Any) -> ManifestFields:
     check_keys(ctx, raw, TOP_KEYS, None)
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
-        ctx.fail("name", f"must be a non-empty string, got {name!r}")
+        ctx.fail("name", f"must be a non-empty string, got {ctx.show(name)}")
     num_classes = raw.get("num_classes")
     if not is_int(num_classes) or num_classes <= 0:
-        ctx.fail("num_classes", f"must be a positive integer, got {num_classes!r}")
+        ctx.fail("num_classes", f"must be a positive integer, got {ctx.show(num_classes)}")
+    if num_classes > MAX_CLASSES:
+        ctx.fail("num_classes", f"is {num_classes:.3g}: more than the {MAX_CLASSES:,} classes this tool "
+                                "accepts (a typo?)")
     normalize = raw.get("normalize", "none")
     if normalize is None:  # `normalize:` left empty reads as null; treat as none
         normalize = "none"
     if normalize not in NORMALIZE_MODES:
-        ctx.fail("normalize", f"must be one of {', '.join(NORMALIZE_MODES)}, got {normalize!r}")
+        ctx.fail("normalize", f"must be one of {', '.join(NORMALIZE_MODES)}, got {ctx.show(normalize)}")
     input_shape = _parse_input_shape(ctx, raw.get("input_shape"))
     expected_sha = _parse_sha256(ctx, raw.get("sha256"))
     source = _opt_str(ctx, raw, "source")
@@ -129,7 +157,7 @@ def parse_fields(ctx: ManifestContext, raw: Any) -> ManifestFields:
     if splits is None:
         splits = {}
     if not isinstance(splits, dict):
-        ctx.fail("splits", f"must be a mapping with keys train and/or test, got {splits!r}")
+        ctx.fail("splits", f"must be a mapping with keys train and/or test, got {ctx.show(splits)}")
     check_keys(ctx, splits, SPLIT_KEYS, "splits")
     split_specs = {k: _parse_split_spec(ctx, k, splits[k]) for k in SPLIT_KEYS
                    if splits.get(k) is not None}
@@ -141,7 +169,7 @@ def _parse_sha256(ctx: ManifestContext, v: Any) -> str | None:
     if v is None:
         return None
     if not isinstance(v, str) or not _HEX64.match(v.strip().lower()):
-        ctx.fail("sha256", f"must be a 64-digit hex string, got {v!r}")
+        ctx.fail("sha256", f"must be a 64-digit hex string, got {ctx.show(v)}")
     return v.strip().lower()
 
 
@@ -150,7 +178,7 @@ def _parse_input_shape(ctx: ManifestContext, v: Any) -> tuple[int, ...] | None:
         return None
     if (not isinstance(v, list) or not v
             or not all(is_int(s) and s > 0 for s in v)):
-        ctx.fail("input_shape", f"must be a non-empty list of positive integers, got {v!r}")
+        ctx.fail("input_shape", f"must be a non-empty list of positive integers, got {ctx.show(v)}")
     return tuple(v)
 
 
@@ -162,15 +190,15 @@ def _parse_split_spec(ctx: ManifestContext, which: str, v: Any) -> SplitSpec:
             ctx.fail(key, "must name a mask array/column or be {fraction, seed}")
         return v
     if not isinstance(v, dict):
-        ctx.fail(key, f"must name a mask array/column or be {{fraction, seed}}, got {v!r}")
+        ctx.fail(key, f"must name a mask array/column or be {{fraction, seed}}, got {ctx.show(v)}")
     check_keys(ctx, v, FRACTION_KEYS, key)
     frac = v.get("fraction")
     if (isinstance(frac, bool) or not isinstance(frac, (int, float))
             or not 0 < frac < 1):
-        ctx.fail(f"{key}.fraction", f"must be a number strictly between 0 and 1, got {frac!r}")
+        ctx.fail(f"{key}.fraction", f"must be a number strictly between 0 and 1, got {ctx.show(frac)}")
     seed = v.get("seed", 0)
     if not is_int(seed) or seed < 0:
-        ctx.fail(f"{key}.seed", f"must be a non-negative integer, got {seed!r}")
+        ctx.fail(f"{key}.seed", f"must be a non-negative integer, got {ctx.show(seed)}")
     return float(frac), int(seed), "seed" in v
 
 

@@ -25,50 +25,50 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Mapping, Optional
 
 import numpy as np
 
 from unlearn_cli.diagnostics.algorithms import algorithm3
 from unlearn_cli.diagnostics.calibration_metrics import calibration_metrics, fit_temperature, softmax
 from unlearn_cli.errors import BadInput
-from unlearn_cli.influence.settings import InfluenceSettings
-from unlearn_cli.options import option
+from unlearn_cli.influence.settings import MAX_ETA, MIN_ETA, InfluenceSettings
+from unlearn_cli.options import MAX_COUNT, MAX_SEED, option
 
 LOGIT_CHUNK = 4096  # records per forward pass when measuring
+#: eta grid points: each is a patch and a pass over the held-out records
+MAX_GRID_POINTS = 1000
 
 
 @dataclass
 class CalibrationSettings(InfluenceSettings):
     """The influence settings plus Algorithm 3's; the report lists the command's own options."""
 
-    holdout: float = option(0.2, "share of the train split held out to choose eta and fit the temperature")
-    k: Optional[int] = option(None, "Algorithm 3's k; unset = 10% of the fitting records")
-    eta: Optional[float] = option(None, "fixed projection rate; unset = choose on the grid")
+    holdout: float = option(0.2, "share of the train split held out to choose eta and fit the temperature",
+                            gt=0, lt=1)
+    k: Optional[int] = option(None, "Algorithm 3's k; unset = 10% of the fitting records", ge=1, le=MAX_COUNT)
+    eta: Optional[float] = option(None, "fixed projection rate; unset = choose on the grid", ge=MIN_ETA, le=MAX_ETA)
     eta_min: float = option(1e-5, "smallest eta tried: the paper suggests eta <= 1e-4 for calibration; "
-                                  "the grid brackets it")
-    eta_max: float = option(1e-1, "largest eta tried")
-    eta_grid: int = option(13, "geometric grid points (about 2.2x apart)")
+                                  "the grid brackets it", ge=MIN_ETA, le=MAX_ETA)
+    eta_max: float = option(1e-1, "largest eta tried", ge=MIN_ETA, le=MAX_ETA)
+    eta_grid: int = option(13, "geometric grid points (about 2.2x apart)", ge=1, le=MAX_GRID_POINTS)
     baseline: Optional[str] = option("temperature", "temperature scaling beside PUMA, or none")
-    reweight_sample: int = option(1000, "D_up when S2 is empty: a seeded sample of the other fitting records")
-    seed: int = option(0, "seeds the held-out split, the samples and the solvers' draws")
+    reweight_sample: int = option(1000, "D_up when S2 is empty: a seeded sample of the other fitting records",
+                                  ge=0, le=MAX_COUNT)
+    seed: int = option(0, "seeds the held-out split, the samples and the solvers' draws", ge=0, le=MAX_SEED)
 
     REPORTED: ClassVar[tuple[str, ...]] = ("holdout", "k", "eta", "eta_min", "eta_max", "eta_grid", "baseline",
                                            "solver", "damping", "reweight_sample", "cache", "seed")
+    #: calibrate sets these from its flags; range errors name the flag
+    FLAGS: ClassVar[Mapping[str, str]] = {"holdout": "--holdout", "k": "--top", "eta": "--eta",
+                                          "damping": "--damping", "seed": "--seed"}
 
     def validate(self) -> None:
-        if not 0.0 < self.holdout < 1.0:
-            raise BadInput(f"--holdout must be between 0 and 1 (exclusive), got {self.holdout}")
-        if self.k is not None and self.k < 1:
-            raise BadInput(f"--top must be >= 1, got {self.k}")
-        if self.eta is not None and not self.eta > 0:
-            raise BadInput(f"--eta must be > 0, got {self.eta}")
-        if not 0 < self.eta_min <= self.eta_max:
-            raise BadInput(f"need 0 < eta_min <= eta_max, got {self.eta_min}, {self.eta_max}")
+        """Checks across fields and of names; each number's range is declared above and checked on creation."""
+        if self.eta_min > self.eta_max:
+            raise BadInput(f"need eta_min <= eta_max, got {self.eta_min:g} > {self.eta_max:g}")
         if self.baseline not in (None, "temperature"):
             raise BadInput(f"--baseline must be temperature or none, got '{self.baseline}'")
-        if self.damping < 0:
-            raise BadInput(f"--damping must be >= 0, got {self.damping}")
 
 
 @dataclass

@@ -30,7 +30,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from unlearn_cli import plugins
 from unlearn_cli.diagnostics.algorithms import algorithm2_order
 from unlearn_cli.errors import BadInput
 from unlearn_cli.influence.settings import CRITERION_CHOICES, InfluenceSettings
-from unlearn_cli.options import option
+from unlearn_cli.options import MAX_COUNT, MAX_SEED, option
 
 
 @dataclass
@@ -47,10 +47,12 @@ class RankSettings(InfluenceSettings):
 
     # C is the soft error by default, not the training cross-entropy: see ``PumaRanker``.
     criterion: str = option("accuracy", "C for puma and grad-dot", choices=CRITERION_CHOICES)
-    k: int = option(20, "Algorithm 2's k: size of the low-influence and confidence sets")
-    seed: int = option(0, "seeds the curvature sample and the solvers' draws")
+    k: int = option(20, "Algorithm 2's k: size of the low-influence and confidence sets", ge=1, le=MAX_COUNT)
+    seed: int = option(0, "seeds the curvature sample and the solvers' draws", ge=0, le=MAX_SEED)
 
     REPORTED: ClassVar[tuple[str, ...]] = ("criterion", "k", "solver", "damping", "cache", "seed")
+    #: debug-labels sets these from its flags; range errors name the flag
+    FLAGS: ClassVar[Mapping[str, str]] = {"damping": "--damping", "k": "--top", "seed": "--seed"}
 
 
 @dataclass

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from unlearn_cli.errors import BadInput
+from unlearn_cli.ops.inputs import IDS_LIMIT, check_regular, show_path
+from unlearn_cli.ops.yaml_input import load_yaml
 from unlearn_cli.options import parse_sets
 
 HOW_TO_TRAIN = {
@@ -16,20 +18,18 @@ HOW_TO_TRAIN = {
 
 def load_config_values(config_file: Path | None, sets: list[str]) -> dict[str, Any]:
     """Method options from --config FILE.yaml then --set key=value (later wins)."""
-    import yaml
-
     values: dict[str, Any] = {}
     if config_file is not None:
-        try:
-            loaded = yaml.safe_load(Path(config_file).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise BadInput(f"{config_file}: config file not found") from None
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise BadInput(f"{config_file}: cannot read config ({str(exc).splitlines()[0]})") from None
+        # A regular file of at most 1 MiB, YAML aliases refused, errors never quoting it (ops.yaml_input).
+        loaded = load_yaml(config_file, "config file")
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise BadInput(f"{config_file}: config must be a mapping of option: value")
+            raise BadInput(f"{show_path(config_file)}: config must be a mapping of option: value")
+        bad_key = next((k for k in loaded if not isinstance(k, str)), None)
+        if bad_key is not None:
+            raise BadInput(f"{show_path(config_file)}: config keys must be option names (strings), "
+                           f"not {type(bad_key).__name__}")
         values.update(loaded)
     values.update(parse_sets(sets))
     return values
@@ -46,3 +46,17 @@ def check_requirement(method: Any, ckpt: Any) -> None:
     if need == "update-log" and not ckpt.meta.get("update_log"):
         raise BadInput(f"method '{method.name}' needs a checkpoint trained with --track-updates; "
                        f"{ckpt.path.name} has no update log; {HOW_TO_TRAIN['update-log']}")
+
+
+def precheck_inputs(config_file: Path | None, requests: list[str]) -> None:
+    """Refuse a bad --config or request file before the slow imports (torch: seconds).
+
+    Only what is cheap and final: each file must be a regular file within its
+    limit (no FIFO or device, no loop), and the config must parse. The files
+    are read again, in full, when the run uses them.
+    """
+    for request in requests:
+        if request != "-":
+            check_regular(request, "request file", IDS_LIMIT)
+    if config_file is not None:
+        load_config_values(config_file, [])

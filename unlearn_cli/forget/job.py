@@ -27,6 +27,7 @@ class ForgetJob:
     ledger: Path | None = None       # default: unlearn-ledger.jsonl beside the output
     in_place: bool = False           # replace the input checkpoint (atomically)
     wait: float = 0.0                # seconds to wait for another run's lock before exit 4
+    ledger_key: Path | None = None   # key file for keyed ID digests (default: $UNLEARN_LEDGER_KEY_FILE)
 
 
 @dataclass
@@ -45,5 +46,6 @@ class RunFacts:
     new: list[str]
     skipped: list[str]
     already: int
-    previously: set[str] = field(default_factory=set)   # ID digests removed on the way to ``ckpt``
+    previously: Any = None           # ops.ledger.Removed: ID digests removed on the way to ``ckpt``
+    key: Any = None                  # ops.digests.LedgerKey, or None (plain SHA-256 digests)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)

@@ -22,29 +22,32 @@ from pathlib import Path
 from typing import Any, Callable
 
 from unlearn_cli import __version__
-from unlearn_cli.data.ids import id_set_digest
-from unlearn_cli.errors import BadInput
+from unlearn_cli.errors import BadInput, one_line
 from unlearn_cli.forget.job import RunFacts
 from unlearn_cli.forget.targets import Targets
 from unlearn_cli.methods.base import Outcome
 from unlearn_cli.ops import queue as queue_ops
 from unlearn_cli.ops.clock import utc_now
-from unlearn_cli.ops.digests import sha256_or_none
+from unlearn_cli.ops.digests import key_id_of, set_digest, sha256_or_none
 from unlearn_cli.ops.faults import crash_point
 from unlearn_cli.ops.ledger import (
-    LEDGER_FORMAT, append_line, clear_journal, journal_path, removed_digests, write_journal,
+    LEDGER_FORMAT, append_line, clear_journal, digest_fields, journal_path, write_journal,
 )
 from unlearn_cli.options import as_dict
 
 
 def lineage_entry(method: str, config: dict[str, Any], count: int, removed_ids_digest: str | None,
-                  request_sha256: str | None, parent_sha256: str) -> dict[str, Any]:
-    """One step in a checkpoint's ``lineage``: what made it from its parent (no raw IDs)."""
+                  request_sha256: str | None, parent_sha256: str, key_id: str | None = None) -> dict[str, Any]:
+    """One step in a checkpoint's ``lineage``: what made it from its parent (no raw IDs).
+
+    ``removed_ids_digest`` is HMAC-SHA256 under the ledger key whose id is ``key_id``, or plain SHA-256 (null).
+    """
     return {
         "method": method,
         "config": config,
         "count": count,
         "removed_ids_digest": removed_ids_digest,
+        "key_id": key_id,
         "request_sha256": request_sha256,
         "parent_sha256": parent_sha256,
         "time": utc_now(),
@@ -153,7 +156,7 @@ def forget_ledger_entry(run: RunFacts, status: str, output: dict[str, Any],
         "config": as_dict(run.method_config),
         "seed": run.seed,
         "requests": [f.as_dict() for f in run.requests.files],
-        "rejected": [{"file": item.name, "sha256": item.sha256, "reason": " ".join(reason.split())}
+        "rejected": [{"file": item.name, "sha256": item.sha256, "reason": one_line(reason)}
                      for item, reason in run.requests.rejected],
         "ids": {
             "requested": run.requests.requested,
@@ -161,8 +164,8 @@ def forget_ledger_entry(run: RunFacts, status: str, output: dict[str, Any],
             "already_removed": run.already,
             "unknown_skipped": len(run.skipped),
         },
-        "removed_id_sha256": removed_digests(run.new),
-        "removed_ids_digest": id_set_digest(run.new) if run.new else None,
+        **digest_fields(run.new, run.key),
+        "removed_ids_digest": set_digest(run.new, run.key) if run.new else None,
         "input": {"path": os.path.abspath(run.base), "sha256": run.ckpt.sha256},
         "output": output,
         "metrics": metrics or {},
@@ -170,10 +173,19 @@ def forget_ledger_entry(run: RunFacts, status: str, output: dict[str, Any],
 
 
 def forget_child_meta(run: RunFacts, outcome: Outcome) -> dict[str, Any]:
-    """The forgotten checkpoint's metadata: the method's updates and one lineage entry for this removal."""
-    entry = lineage_entry(run.job.method, as_dict(run.method_config), len(run.new), id_set_digest(run.new),
-                          run.requests.request.sha256, run.ckpt.sha256)
-    return child_meta(run.ckpt, run.dataset.manifest_path, run.targets.out, entry, outcome.meta_updates)
+    """The forgotten checkpoint's metadata: the method's updates and one lineage entry for this removal.
+
+    SISA's removed train positions are sealed as (keyed) digests of their IDs: positions plus the
+    data set would name the records.
+    """
+    from unlearn_cli.models.ensemble import seal_removed
+
+    entry = lineage_entry(run.job.method, as_dict(run.method_config), len(run.new), set_digest(run.new, run.key),
+                          run.requests.request.sha256, run.ckpt.sha256, key_id_of(run.key))
+    meta = child_meta(run.ckpt, run.dataset.manifest_path, run.targets.out, entry, outcome.meta_updates)
+    if isinstance(meta.get("sisa"), dict):
+        meta["sisa"] = seal_removed(meta["sisa"], list(run.dataset.train_ids), run.key)
+    return meta
 
 
 def publish_forget(run: RunFacts, outcome: Outcome, meta: dict[str, Any], before: dict[str, Any],
@@ -214,9 +226,9 @@ def settle_queue(run: RunFacts, warn: Callable[[str], None]) -> dict[str, Any] |
         else:
             done.append(str(moved))
     for item, reason in run.requests.rejected:
-        moved = queue_ops.settle(directory, item, queue_ops.FAILED, reason)
+        moved = queue_ops.settle(directory, item, queue_ops.FAILED, one_line(reason))
         if moved is None:
             left.append(item.name)
         else:
-            failed.append({"file": str(moved), "reason": " ".join(reason.split())})
+            failed.append({"file": str(moved), "reason": one_line(reason)})
     return {"dir": str(directory), "done": done, "failed": failed, "left": left}

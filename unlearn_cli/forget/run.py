@@ -27,18 +27,17 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from unlearn_cli.data.ids import check_known
 from unlearn_cli.errors import BadInput, GateFailed
 from unlearn_cli.forget.config import check_requirement, load_config_values
 from unlearn_cli.forget.job import ForgetJob, RunFacts
 from unlearn_cli.forget.publish import forget_child_meta, publish_forget, record_without_change, settle_queue
-from unlearn_cli.forget.requests import Requests, read_request_files, screen_queue
+from unlearn_cli.forget.requests import Requests, id_problem, read_request_files, screen_queue
 from unlearn_cli.forget.targets import Targets, choose_base, locked_targets, plan_targets
 from unlearn_cli.methods.base import Outcome
 from unlearn_cli.methods.base import Request as MethodRequest
 from unlearn_cli.methods.registry import get as get_method
 from unlearn_cli.ops import queue as queue_ops
-from unlearn_cli.ops.digests import id_digest, sha256_or_none
+from unlearn_cli.ops.digests import NO_KEY_WARNING, resolve_key, sha256_or_none
 from unlearn_cli.ops.faults import crash_point
 from unlearn_cli.ops.ledger import Ledger
 from unlearn_cli.options import as_dict, parse_options
@@ -63,9 +62,12 @@ def forget(job: ForgetJob, *, warn: Warn, timings: dict[str, float],
     if targets.queue is not None and job.requests:
         raise BadInput("give request files or --queue DIR, not both")
     requests = read_request_files(job.requests) if targets.queue is None else None
+    key = resolve_key(job.ledger_key)
 
     with locked_targets(targets, job.wait, warn) as ledger:
         run = _gather(job, method, config, targets, requests, ledger, warn)
+        run.key = key
+        _settle_previous(run, ledger, warn)
         timings["load_s"] = time.perf_counter() - t0
         if not run.new:
             return _finish_without_change(run, warn)
@@ -93,30 +95,51 @@ def _gather(job: ForgetJob, method: Any, config: Any, targets: Targets, requests
         for item, reason in requests.rejected:
             warn(f"refused request file {item.name}: {reason}")
     known, skipped = _known_ids(requests, dataset, job.ignore_unknown or targets.queue is not None, warn)
+    seed = int(job.seed if job.seed is not None else ckpt.training.get("seed", 0))
+    return RunFacts(job=job, method_config=config, seed=seed, targets=targets, base=base, ckpt=ckpt,
+                    dataset=dataset, requests=requests, known=known, new=list(known), skipped=skipped, already=0)
 
+
+def _settle_previous(run: RunFacts, ledger: Ledger, warn: Warn) -> None:
+    """Which known IDs the ledger shows were already removed on the way to the base; SISA positions unsealed.
+
+    Digests recorded under another ledger key cannot be compared: the run is refused rather than
+    applying a removal twice.
+    """
+    from unlearn_cli.models.ensemble import unseal_removed
+
+    ckpt, base = run.ckpt, run.base
+    if isinstance(ckpt.meta.get("sisa"), dict):
+        ckpt.meta["sisa"] = unseal_removed(ckpt.meta["sisa"], list(run.dataset.train_ids), run.key, base.name)
     previously = ledger.removed_on_the_way_to(ckpt.sha256, ckpt.lineage)
+    previously.require_comparable(run.key, base.name)
     unrecorded = ledger.unrecorded_steps(ckpt.sha256, ckpt.lineage)
     if unrecorded:
         warn(f"{unrecorded} earlier removal(s) in the lineage of {base.name} are not in ledger "
-             f"{targets.ledger}; their records cannot be recognised as already removed")
-    new = [i for i in known if id_digest(i) not in previously]
-    already = len(known) - len(new)
-    if already:
-        warn(f"{already} requested IDs were already removed from {base.name} (per the ledger); skipped")
-    seed = int(job.seed if job.seed is not None else ckpt.training.get("seed", 0))
-    return RunFacts(job=job, method_config=config, seed=seed, targets=targets, base=base, ckpt=ckpt,
-                    dataset=dataset, requests=requests, known=known, new=new, skipped=skipped, already=already,
-                    previously=previously)
+             f"{run.targets.ledger}; their records cannot be recognised as already removed")
+    run.previously = previously
+    run.new = [i for i in run.known if not previously.holds(i, run.key)]
+    run.already = len(run.known) - len(run.new)
+    if run.already:
+        warn(f"{run.already} requested IDs were already removed from {base.name} (per the ledger); skipped")
 
 
 def _known_ids(requests: Requests, dataset: Any, ignore_unknown: bool, warn: Warn) -> tuple[list[str], list[str]]:
-    """(requested IDs in the train split, IDs skipped as unknown); duplicates collapsed."""
+    """(requested IDs in the train split, IDs skipped as unknown); duplicates collapsed.
+
+    A refusal names counts and the request file, never an ID, except on the terminal (``private``).
+    """
     request = requests.request
     if request is None:
         return [], []
     if request.duplicates:
         warn(f"{len(request.duplicates)} duplicate IDs in the request were collapsed")
-    known, skipped = check_known(request.ids, dataset.train_ids, dataset.test_ids, ignore_unknown)
+    train, test = set(dataset.train_ids), set(dataset.test_ids)
+    problem = id_problem(request.ids, train, test, ignore_unknown, request.source)
+    if problem is not None:
+        raise problem
+    known = [i for i in request.ids if i in train]
+    skipped = [i for i in request.ids if i not in train]
     if skipped:
         warn(f"skipped {len(skipped)} IDs not in the train split (--ignore-unknown)")
     return known, skipped
@@ -132,7 +155,7 @@ def _split_rows(run: RunFacts) -> dict[str, Any]:
     retain_mask = dataset.train.copy()
     retain_mask[forget_rows] = False
     if previously:  # records removed by earlier runs must not be learned from again
-        gone = [row for row, rid in zip(train_rows, dataset.train_ids) if id_digest(rid) in previously]
+        gone = [row for row, rid in zip(train_rows, dataset.train_ids) if previously.holds(rid, run.key)]
         retain_mask[np.asarray(gone, dtype=np.int64)] = False
     retain_rows = np.flatnonzero(retain_mask)
     if len(retain_rows) == 0:
@@ -165,6 +188,8 @@ def _apply(run: RunFacts, method: Any, *, warn: Warn, timings: dict[str, float],
     if reason:
         raise GateFailed(f"method '{job.method}' refused its own result: {reason}")
 
+    if run.key is None:
+        warn(NO_KEY_WARNING)
     t1 = time.perf_counter()
     outputs, entry = publish_forget(run, outcome, meta, before, after)
     timings["write_s"] = time.perf_counter() - t1

@@ -21,6 +21,8 @@ from unlearn_cli.ops.digests import sha256_or_none
 from unlearn_cli.ops.faults import crash_point
 from unlearn_cli.ops.ledger import Ledger, default_ledger, journal_path, read_ledger, recover_journal
 from unlearn_cli.ops.locking import check_wait, hold_locks, lock_path_for
+from unlearn_cli.ops.paths import folder_of, same_file, sidecars_of
+from unlearn_cli.ops.yaml_input import load_yaml
 
 
 @dataclass
@@ -89,8 +91,11 @@ def plan_ledger(ledger: Path | None, out: Path, checkpoint: Path) -> Path:
         raise BadInput(f"--ledger {path}: directory '{path.parent}' does not exist")
     if path.is_dir():
         raise BadInput(f"--ledger {path}: is a directory, not a file")
-    if path.resolve() in (out.resolve(), checkpoint.resolve()):
-        raise BadInput(f"--ledger {path}: is the checkpoint itself; choose another file")
+    label = "--ledger" if ledger is not None else "the ledger"
+    if same_file(path, checkpoint):
+        raise BadInput(f"{label} {path} is the input checkpoint; choose another file")
+    if same_file(path, out):
+        raise BadInput(f"{label} {path} is also the output checkpoint; choose another file")
     return path
 
 
@@ -100,6 +105,8 @@ def locked_targets(targets: Targets, wait: float, warn: Callable[[str], None]) -
     with hold_locks(targets.locks(), wait, what=str(targets.out), warn=warn):
         crash_point("locked")
         remove_stale_temps(targets.out, journal_path(targets.ledger))
+        if targets.queue is not None:
+            queue_ops.remove_stale_temps(targets.queue)
         recover_journal(targets.ledger, sha256_or_none, warn)
         yield read_ledger(targets.ledger, warn)
 
@@ -119,12 +126,20 @@ def choose_base(checkpoint: Path, in_place: bool, targets: Targets, warn: Callab
     input (an earlier run of this queue made it), the run continues from that
     output: starting again from the input would drop the removals it holds.
     """
-    from unlearn_cli.models.checkpoint import read_header_meta
-
     checkpoint = Path(checkpoint)
     out = targets.out
     if in_place or targets.queue is None or not out.exists():
         return checkpoint
+    if descends_from(out, checkpoint):
+        warn(f"continuing from {out}: it already holds earlier removals from {checkpoint.name}")
+        return out
+    return checkpoint
+
+
+def descends_from(out: Path, checkpoint: Path) -> bool:
+    """Whether ``out``'s lineage has ``checkpoint`` (by sha256) as a parent: an earlier run made it from there."""
+    from unlearn_cli.models.checkpoint import read_header_meta
+
     try:
         header = read_header_meta(out)
     except BadInput as exc:
@@ -132,7 +147,55 @@ def choose_base(checkpoint: Path, in_place: bool, targets: Targets, warn: Callab
                        "with --in-place on the checkpoint that holds the removals") from None
     input_sha = sha256_or_none(checkpoint)
     lineage = header["meta"].get("lineage") or []
-    if input_sha is not None and any(e.get("parent_sha256") == input_sha for e in lineage):
-        warn(f"continuing from {out}: it already holds earlier removals from {checkpoint.name}")
-        return out
-    return checkpoint
+    return input_sha is not None and isinstance(lineage, list) and any(
+        isinstance(e, dict) and e.get("parent_sha256") == input_sha for e in lineage)
+
+
+def may_replace_output(checkpoint: Path, targets: Targets, in_place: bool, force: bool) -> bool:
+    """Whether forget may replace ``targets.out`` when it exists (DESIGN.md: never without --force).
+
+    ``--in-place`` means replace; ``--force`` allows it; and a ``--queue`` run
+    replaces an output that descends from the input without either, because it
+    continues from it (``choose_base``): the new checkpoint keeps every removal
+    the old one held, so nothing is lost (the documented cron mode).
+    """
+    if in_place or force or not os.path.lexists(targets.out):
+        return True
+    return targets.queue is not None and targets.out.is_file() and descends_from(targets.out, Path(checkpoint))
+
+
+def checkpoint_inputs(checkpoint: Path, data: Path | None) -> list[tuple[str, Path]]:
+    """The files a run on ``checkpoint`` reads, for the output-path checks (``ops.paths``): the
+    checkpoint, its sidecars, its manifest (``--data`` or the recorded one) and that manifest's data file.
+
+    Read cheaply and leniently: a file that cannot be read here is reported by the real load later.
+    """
+    from unlearn_cli.models.checkpoint import read_header_meta
+
+    found: list[tuple[str, Path]] = [("input checkpoint", Path(checkpoint))]
+    manifest = Path(data) if data is not None else None
+    try:
+        header = read_header_meta(checkpoint)
+    except Exception:  # noqa: BLE001 - load_checkpoint reports it, with its own message, before any work
+        return found + manifest_inputs(manifest)
+    found += sidecars_of(checkpoint, header.get("sha256"))
+    recorded = (header.get("meta") or {}).get("dataset")
+    if manifest is None and isinstance(recorded, dict) and isinstance(recorded.get("manifest"), str):
+        manifest = folder_of(checkpoint) / recorded["manifest"]
+    return found + manifest_inputs(manifest)
+
+
+def manifest_inputs(manifest: Path | None) -> list[tuple[str, Path]]:
+    """The manifest and the data file it names (from the YAML alone: no data is loaded)."""
+    if manifest is None:
+        return []
+    found: list[tuple[str, Path]] = [("manifest", Path(manifest))]
+    try:
+        raw = load_yaml(manifest, "manifest")
+    except Exception:  # noqa: BLE001 - load_manifest reports it before any work
+        return found
+    data = raw.get("data") if isinstance(raw, dict) else None
+    rel = data.get("path") if isinstance(data, dict) else None
+    if isinstance(rel, str) and rel.strip():
+        found.append(("data file", folder_of(manifest) / rel))
+    return found

@@ -4,14 +4,16 @@ It holds the model as a function of its parameters, the training objective J,
 the criterion C, an iHVP solver for J's curvature, and v = (H + dI)^-1 grad C
 over the training records (the paper's cached "HVP"). Factorised curvature and
 v are cached in a sidecar keyed by the checkpoint's sha256 and the settings, so
-a second request on the same checkpoint pays no curvature cost.
+a second request on the same checkpoint pays no curvature cost. The cache is
+an optimisation: when its sidecar cannot be written (a read-only folder, a
+full disk) the request goes on without it, with one warning.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -44,6 +46,7 @@ class InfluenceEngine:
     seed: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    warn: Callable[[str], None] = lambda message: None
 
     # -- construction ----------------------------------------------------------
     @classmethod
@@ -57,13 +60,14 @@ class InfluenceEngine:
         settings: InfluenceSettings | None = None,
         seed: int = 0,
         criterion_rows: np.ndarray | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> "InfluenceEngine":
         """Model, objective, criterion, solver and v for a checkpoint.
 
         ``settings`` are any command's settings that embed
         :class:`InfluenceSettings` (default: its defaults). ``criterion_rows``
         are the records grad C is taken over (default: the train split, D_tn in
-        Algorithm 1).
+        Algorithm 1). ``warn`` hears about a curvature cache that could not be written.
         """
         device = torch.device(device)
         model = checkpoint.build_model(device)
@@ -75,6 +79,8 @@ class InfluenceEngine:
         engine = cls(checkpoint, dataset, device, fmodel, Objective(weight_decay=recipe_wd),
                      get_criterion(criterion), curvature, curvature_rows,
                      solver=None, v=None, seed=seed)  # type: ignore[arg-type]
+        if warn is not None:
+            engine.warn = warn
         engine._prepare(criterion_rows)
         return engine
 
@@ -82,7 +88,7 @@ class InfluenceEngine:
     def for_request(cls, request: Any, config: InfluenceSettings) -> "InfluenceEngine":
         """The engine for one forget request with PUMA's options (``config`` embeds the influence settings)."""
         return cls.build(request.checkpoint, request.dataset, device=request.device, criterion=config.criterion,
-                         settings=config, seed=request.seed)
+                         settings=config, seed=request.seed, warn=getattr(request, "warn", None))
 
     def _prepare(self, criterion_rows: np.ndarray | None) -> None:
         """The solver and v, from the sidecar cache when it holds them."""
@@ -102,6 +108,7 @@ class InfluenceEngine:
         self.timings["curvature_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        cache_error = None
         v_name = f"v.{self.criterion.name}"
         if cached is not None and v_name in cached and criterion_rows is None:
             self.v = cached[v_name].to(self.device)
@@ -112,7 +119,7 @@ class InfluenceEngine:
                 state = dict(cached or self.solver.state())
                 state[v_name] = self.v
                 state[f"{v_name}.residual"] = torch.tensor(v_residual)
-                save_sidecar(path, state, key)
+                cache_error = self._save_cache(path, state, key)
         self.timings["v_s"] = time.perf_counter() - t0
         self.info = {
             "solver": solver_name,
@@ -121,9 +128,23 @@ class InfluenceEngine:
             "weight_decay": settings.weight_decay,
             "parameters": fmodel.size,
             "curvature_records": int(len(self.curvature_rows)),
-            "cache": None if path is None else {"path": str(path), "hit": cached is not None},
+            "cache": None if path is None else {"path": str(path), "hit": cached is not None,
+                                                **({"error": cache_error} if cache_error else {})},
             "v_residual": v_residual,
         }
+
+    def _save_cache(self, path: Any, state: dict[str, torch.Tensor], key: dict[str, Any]) -> str | None:
+        """Write the curvature cache; on failure warn and return why (the request goes on without it)."""
+        from unlearn_cli.errors import BadInput
+
+        try:
+            save_sidecar(path, state, key)
+        except (OSError, BadInput) as exc:
+            reason = str(exc) if isinstance(exc, BadInput) else (exc.strerror or type(exc).__name__)
+            self.warn(f"curvature cache not saved ({reason}); the next request on this checkpoint "
+                      "recomputes it")
+            return reason
+        return None
 
     def _solve_v(self, criterion_rows: np.ndarray | None, curvature_xy: tuple) -> float:
         """v = (H + dI)^-1 grad C over ``criterion_rows`` (the train split by default); its relative residual."""

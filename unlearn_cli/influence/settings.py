@@ -15,9 +15,10 @@ Cheap to import (no torch): option lists are built from it at start-up.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Iterable, Optional, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Optional, Sequence
 
-from unlearn_cli.options import option
+from unlearn_cli.errors import BadInput
+from unlearn_cli.options import MAX_COUNT, check_ranges, option
 
 #: Solvers as help texts, option choices and messages list them: auto (the
 #: default) first, then the exact solve, the matrix-free iterative ones, the
@@ -39,6 +40,23 @@ EXACT_MAX_PARAMS = 5000
 #: matter: on the moons MLP 13 of 2338 GGN eigenvalues exceed 1e-3.
 SCORE_DAMPING = 1e-3
 
+# Sanity bounds of the declared ranges: far above any useful value, low enough that a typo is refused
+# before work instead of overflowing float32 weights or running for days.
+#: damping, on curvature eigenvalues that are O(1) at most on a trained net: beyond this the step is ~0
+MAX_DAMPING = 1e6
+#: eta: the default grid spans 1e-4..1e3; a step of eta * Phi beyond 1e6 only breaks the weights
+MIN_ETA, MAX_ETA = 1e-12, 1e6
+#: geometric grid points per decade (6 by default): MAX_ETA / MIN_ETA spans 18 decades
+MAX_GRID_PER_DECADE = 100
+#: delta and the lambda weights: changes of C and penalties, O(1) in use
+MAX_WEIGHT = 1e6
+#: kfac/ekfac labels drawn per record: each is a pass over the curvature records
+MAX_FISHER_SAMPLES = 1000
+#: CG iterations and LiSSA depth: each is a Hessian-vector product over the curvature records
+MAX_ITERATIONS = 1_000_000
+#: LiSSA repeats averaged: each is a full recursion
+MAX_REPEATS = 1000
+
 
 def listed(registered: Iterable[str], listing: Sequence[str]) -> list[str]:
     """Registered plugin names in ``listing``'s order; names it does not know (another package's) follow by name."""
@@ -53,21 +71,31 @@ class InfluenceSettings:
     solver: str = option("auto", "iHVP solver: auto (exact up to 5k parameters, else ekfac), exact, cg, lissa, "
                                  "kfac, ekfac", choices=SOLVER_CHOICES)
     curvature: str = option("ggn", "Gauss-Newton (PSD) or the true hessian", choices=("ggn", "hessian"))
-    damping: float = option(SCORE_DAMPING, "added to the curvature diagonal (on top of the recipe's weight decay)")
-    curvature_sample: int = option(0, "train records used to build the curvature; 0 = all")
+    damping: float = option(SCORE_DAMPING, "added to the curvature diagonal (on top of the recipe's weight decay)",
+                            ge=0, le=MAX_DAMPING)
+    curvature_sample: int = option(0, "train records used to build the curvature; 0 = all", ge=0, le=MAX_COUNT)
     fisher_samples: int = option(1, "kfac/ekfac: labels drawn per record for the factors; 0 = exact "
-                                    "(one pass per class)")
-    ekfac_sample: int = option(1000, "ekfac: records used for the eigenvalue correction; 0 = all")
-    cg_tol: float = option(1e-8, "CG relative residual tolerance")
-    cg_maxiter: int = option(500, "CG iteration limit")
-    lissa_depth: int = option(5000, "LiSSA recursion depth")
-    lissa_scale: Optional[float] = option(None, "LiSSA scale; unset = 1.5 x largest eigenvalue (power iteration)")
-    lissa_batch: int = option(0, "LiSSA mini-batch; 0 = all curvature records (deterministic)")
-    lissa_repeats: int = option(1, "LiSSA repeats averaged")
+                                    "(one pass per class)", ge=0, le=MAX_FISHER_SAMPLES)
+    ekfac_sample: int = option(1000, "ekfac: records used for the eigenvalue correction; 0 = all",
+                               ge=0, le=MAX_COUNT)
+    cg_tol: float = option(1e-8, "CG relative residual tolerance", gt=0, le=1)
+    cg_maxiter: int = option(500, "CG iteration limit", ge=1, le=MAX_ITERATIONS)
+    lissa_depth: int = option(5000, "LiSSA recursion depth", ge=1, le=MAX_ITERATIONS)
+    lissa_scale: Optional[float] = option(None, "LiSSA scale; unset = 1.5 x largest eigenvalue (power iteration)",
+                                          gt=0, le=1e12)
+    lissa_batch: int = option(0, "LiSSA mini-batch; 0 = all curvature records (deterministic)", ge=0, le=MAX_COUNT)
+    lissa_repeats: int = option(1, "LiSSA repeats averaged", ge=1, le=MAX_REPEATS)
     cache: bool = option(True, "cache factorised curvature and v beside the checkpoint")
 
     #: the fields a command's report lists under "config" (its own options), in order; empty: every field
     REPORTED: ClassVar[tuple[str, ...]] = ()
+    #: field -> the command-line flag a command sets it from, named in range errors instead of the field
+    FLAGS: ClassVar[Mapping[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        # Commands build these from their own flags (debug-labels --damping), not only through
+        # parse_options: the declared ranges hold however the object is made.
+        check_ranges(self, flags=self.FLAGS)
 
     def reported(self) -> dict[str, Any]:
         names = self.REPORTED or tuple(f.name for f in fields(self))
@@ -76,19 +104,45 @@ class InfluenceSettings:
 
 def redefault(name: str, default: Any) -> Any:
     """``InfluenceSettings``' field ``name`` (same doc, same choices) with the default a command needs instead."""
-    return option(default, **InfluenceSettings.__dataclass_fields__[name].metadata)
+    return field_like(InfluenceSettings, name, default)
+
+
+def field_like(options_cls: type, name: str, default: Any) -> Any:
+    """Field ``name`` of ``options_cls`` (same doc, choices and range) with another default."""
+    metadata = dict(options_cls.__dataclass_fields__[name].metadata)
+    bounds = metadata.pop("range", None)
+    if bounds is None:
+        return option(default, **metadata)
+    return option(default, **metadata, **bounds.as_option())
 
 
 @dataclass
 class PatchSettings:
     """How Algorithm 1 picks eta and lambda; PUMA's options embed these fields (``methods/puma.py``)."""
 
-    eta: Optional[float] = option(None, "projection rate; unset = largest grid value within delta")
-    delta: float = option(0.02, "allowed change of C on remaining records when choosing eta (eq. 2)")
-    eta_min: float = option(1e-4, "smallest eta tried (the paper's own runs used 1e-2..1e-1; see details)")
-    eta_max: float = option(1e3, "largest eta tried")
-    eta_grid: int = option(6, "geometric grid points per decade between eta_min and eta_max")
-    lambda_l1: float = option(1e-5, "l1 weight of eq. 10 (psi scaled to unit rms, so scale-free)")
-    lambda_l2: float = option(1e-3, "l2 weight of eq. 10; > 0 keeps lambda unique")
+    eta: Optional[float] = option(None, "projection rate; unset = largest grid value within delta",
+                                  ge=MIN_ETA, le=MAX_ETA)
+    delta: float = option(0.02, "allowed change of C on remaining records when choosing eta (eq. 2)",
+                          ge=0, le=MAX_WEIGHT)
+    eta_min: float = option(1e-4, "smallest eta tried (the paper's own runs used 1e-2..1e-1; see details)",
+                            ge=MIN_ETA, le=MAX_ETA)
+    eta_max: float = option(1e3, "largest eta tried", ge=MIN_ETA, le=MAX_ETA)
+    eta_grid: int = option(6, "geometric grid points per decade between eta_min and eta_max",
+                           ge=1, le=MAX_GRID_PER_DECADE)
+    lambda_l1: float = option(1e-5, "l1 weight of eq. 10 (psi scaled to unit rms, so scale-free)",
+                              ge=0, le=MAX_WEIGHT)
+    lambda_l2: float = option(1e-3, "l2 weight of eq. 10; > 0 keeps lambda unique (the exact solver needs it)",
+                              ge=0, le=MAX_WEIGHT)
     lambda_solver: str = option("exact", "exact single-residual solver, or the paper's slsqp (slow)",
                                 choices=("exact", "slsqp"))
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+    def validate(self) -> None:
+        """Checks across fields (each field's own range is declared above)."""
+        if self.eta_min > self.eta_max:
+            raise BadInput(f"need eta_min <= eta_max, got {self.eta_min:g} > {self.eta_max:g}")
+        if self.lambda_solver == "exact" and not self.lambda_l2 > 0:
+            raise BadInput("option 'lambda_l2' must be > 0 for lambda_solver=exact (it makes lambda unique), "
+                           f"got {self.lambda_l2:g}; use lambda_solver=slsqp for 0")

@@ -19,6 +19,7 @@ from unlearn_cli.data.dataset import Dataset
 from unlearn_cli.errors import BadInput
 from unlearn_cli.marking.result import Marking, count_for, marked
 from unlearn_cli.models.checkpoint import removal_steps
+from unlearn_cli.ops.digests import LedgerKey
 
 
 def batch_membership(n: int, batch_size: int, epochs: int, seed: int) -> np.ndarray:
@@ -179,13 +180,16 @@ def _ordered_sisa(meta: dict[str, Any], n_train: int, k: int) -> tuple[np.ndarra
 
 
 def mark_ordered(dataset: Dataset, meta: dict[str, Any], *, fraction: float | None,
-                 seed: int = 0) -> Marking:
+                 seed: int = 0, key: LedgerKey | None = None) -> Marking:
     """The paper's Ordered scenario: records packed into as few recorded
     training batches (plain checkpoints) or SISA shards/slices as possible.
 
     ``meta`` is the checkpoint's ``unlearn`` metadata (``read_header_meta``).
     Batch positions index the train rows in ``dataset.train_indices()`` order,
-    the order ``unlearn train`` trained on.
+    the order ``unlearn train`` trained on. A SISA checkpoint records the
+    records removed earlier as digests (keyed with the ledger ``key`` when it
+    was given); their positions are recomputed from the data set so that they
+    are never marked again.
     """
     train_rows = dataset.train_indices()
     recorded = (meta.get("dataset") or {}).get("train_ids_digest")
@@ -197,6 +201,11 @@ def mark_ordered(dataset: Dataset, meta: dict[str, Any], *, fraction: float | No
     k = count_for(fraction, len(train_rows), "ordered")
     kind = meta.get("kind", "plain")
     if kind == "sisa":
+        from unlearn_cli.models.ensemble import is_sealed, unseal_removed  # imports torch: SISA only
+
+        sisa = meta.get("sisa") or {}
+        if is_sealed(sisa):
+            meta = {**meta, "sisa": unseal_removed(sisa, list(dataset.train_ids), key, "--checkpoint")}
         positions, details = _ordered_sisa(meta, len(train_rows), k)
     elif kind == "plain":
         positions, details = _ordered_plain(meta, len(train_rows), k, seed)

@@ -14,6 +14,10 @@ import numpy as np
 
 from unlearn_cli.data.dataset import Dataset
 from unlearn_cli.errors import BadInput
+from unlearn_cli.options import check_value, range_of
+
+#: a share of the train split: more than none, at most all
+FRACTION = range_of(gt=0, le=1)
 
 
 @dataclass
@@ -77,7 +81,8 @@ def train_rows_of(dataset: Dataset, label: int | None) -> np.ndarray:
 def count_for(fraction: float | None, n: int, strategy: str) -> int:
     if fraction is None:
         raise BadInput(f"--strategy {strategy} needs --fraction F (0 < F <= 1)")
-    if not 0.0 < fraction <= 1.0:
-        raise BadInput(f"--fraction must be in (0, 1], got {fraction}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        raise BadInput(f"--fraction must be a number in (0, 1], got {str(fraction)[:40]!r}")
+    check_value("--fraction", fraction, FRACTION)  # nan and inf included
     # At least one record: a fraction that rounds to nothing is still a request.
     return max(1, int(round(fraction * n)))

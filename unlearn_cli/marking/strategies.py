@@ -39,6 +39,7 @@ from unlearn_cli.data.dataset import Dataset
 from unlearn_cli.errors import BadInput
 from unlearn_cli.marking.ordered import mark_ordered
 from unlearn_cli.marking.result import Marking, check_label, count_for, marked, train_rows_of
+from unlearn_cli.ops.digests import LedgerKey
 
 STRATEGIES = ("cluster", "random", "class", "ordered")
 PICKS = ("smallest", "largest", "median")
@@ -177,7 +178,7 @@ def mark_class(dataset: Dataset, *, label: int | None) -> Marking:
 
 def mark(dataset: Dataset, strategy: str, *, label: int | None = None, fraction: float | None = None,
          clusters: int | None = None, pick: str | int | None = None, seed: int = 0,
-         checkpoint_meta: dict[str, Any] | None = None) -> Marking:
+         checkpoint_meta: dict[str, Any] | None = None, key: LedgerKey | None = None) -> Marking:
     """Dispatch to one strategy, refusing options that do not apply to it.
 
     ``clusters``/``pick`` left as None take their defaults (8, smallest).
@@ -205,4 +206,4 @@ def mark(dataset: Dataset, strategy: str, *, label: int | None = None, fraction:
         return mark_class(dataset, label=label)
     if checkpoint_meta is None:
         raise BadInput("--strategy ordered needs --checkpoint CKPT (its recorded training order)")
-    return mark_ordered(dataset, checkpoint_meta, fraction=fraction, seed=seed)
+    return mark_ordered(dataset, checkpoint_meta, fraction=fraction, seed=seed, key=key)

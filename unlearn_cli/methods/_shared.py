@@ -16,19 +16,6 @@ from typing import Any, Callable
 
 from unlearn_cli.errors import BadInput
 from unlearn_cli.methods.base import Method, Outcome, Request
-from unlearn_cli.options import non_negative, positive
-
-
-def check_sgd(config: Any) -> None:
-    """Ranges of the SGD options of a fine-tuning config: lr, epochs, batch_size, weight_decay (where it has
-    one), momentum, checked in that order."""
-    positive("lr", config.lr)
-    positive("epochs", config.epochs)
-    positive("batch_size", config.batch_size)
-    if hasattr(config, "weight_decay"):
-        non_negative("weight_decay", config.weight_decay)
-    if not 0 <= config.momentum < 1:
-        raise BadInput(f"option 'momentum' must be in [0, 1), got {config.momentum}")
 
 
 def single_model(request: Any, method: str) -> None:

@@ -14,19 +14,15 @@ from typing import Optional
 
 from unlearn_cli.errors import BadInput
 from unlearn_cli.methods.base import Method, Outcome, Request
-from unlearn_cli.options import non_negative, option, positive
+from unlearn_cli.options import EPOCHS, LR, option
 
 
 @dataclass
 class AmnesiacConfig:
     repair_epochs: int = option(0, "epochs of training on the remaining records after subtracting (Graves et al.'s "
-                                "repair); 0 = pure subtraction, as compared in the PUMA paper")
-    repair_lr: Optional[float] = option(None, "learning rate of the repair; unset = the recorded recipe's")
-
-    def validate(self) -> None:
-        non_negative("repair_epochs", self.repair_epochs)
-        if self.repair_lr is not None:
-            positive("repair_lr", self.repair_lr)
+                                "repair); 0 = pure subtraction, as compared in the PUMA paper",
+                                ge=0, le=EPOCHS["le"])
+    repair_lr: Optional[float] = option(None, "learning rate of the repair; unset = the recorded recipe's", **LR)
 
 
 class Amnesiac(Method):

@@ -31,9 +31,9 @@ import time
 from dataclasses import dataclass
 
 from unlearn_cli.errors import BadInput
-from unlearn_cli.methods._shared import FineTuning, check_sgd
+from unlearn_cli.methods._shared import FineTuning
 from unlearn_cli.methods.base import Request
-from unlearn_cli.options import option, positive
+from unlearn_cli.options import BATCH_SIZE, EPOCHS, LR, MOMENTUM, option
 
 SMALL_DATA_NOTE = (
     " The fine-tuning budget is counted in epochs over the forget records: a class of a few hundred records "
@@ -51,25 +51,21 @@ SAMPLE_LEVEL_NOTE = (
 
 @dataclass
 class ShrinkConfig:
-    bound: float = option(0.1, "FGSM neighbour-search step (L-inf bound) in input units; authors' code: 0.1")
-    lr: float = option(1e-5, "fine-tune learning rate (SGD); paper: 1e-5")
-    epochs: int = option(10, "fine-tune epochs over the forget records; paper: 10")
-    momentum: float = option(0.9, "SGD momentum; authors' code: 0.9")
-    batch_size: int = option(64, "forget-record batch size; authors' code: 64")
-
-    def validate(self) -> None:
-        check_sgd(self)
-        positive("bound", self.bound)
+    # bound: inputs are pixels in [0, 1] or standardised features, so a step beyond 1e3 leaves the data
+    bound: float = option(0.1, "FGSM neighbour-search step (L-inf bound) in input units; authors' code: 0.1",
+                          gt=0, le=1e3)
+    lr: float = option(1e-5, "fine-tune learning rate (SGD); paper: 1e-5", **LR)
+    epochs: int = option(10, "fine-tune epochs over the forget records; paper: 10", **EPOCHS)
+    momentum: float = option(0.9, "SGD momentum; authors' code: 0.9", **MOMENTUM)
+    batch_size: int = option(64, "forget-record batch size; authors' code: 64", **BATCH_SIZE)
 
 
 @dataclass
 class ExpandConfig:
-    lr: float = option(1e-5, "fine-tune learning rate (SGD); paper: 1e-5")
-    epochs: int = option(10, "fine-tune epochs over the forget records; paper: 10")
-    momentum: float = option(0.9, "SGD momentum; authors' code: 0.9")
-    batch_size: int = option(64, "forget-record batch size; authors' code: 64")
-
-    validate = check_sgd  # its options are exactly the SGD ones
+    lr: float = option(1e-5, "fine-tune learning rate (SGD); paper: 1e-5", **LR)
+    epochs: int = option(10, "fine-tune epochs over the forget records; paper: 10", **EPOCHS)
+    momentum: float = option(0.9, "SGD momentum; authors' code: 0.9", **MOMENTUM)
+    batch_size: int = option(64, "forget-record batch size; authors' code: 64", **BATCH_SIZE)
 
 
 def _class_summary(request: Request, y_forget) -> dict:

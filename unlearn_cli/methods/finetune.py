@@ -12,23 +12,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from unlearn_cli.methods._shared import FineTuning, check_sgd
+from unlearn_cli.methods._shared import FineTuning
 from unlearn_cli.methods.base import Request
-from unlearn_cli.options import option, positive
+from unlearn_cli.options import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY, option
 
 
 @dataclass
 class FinetuneConfig:
-    epochs: int = option(5, "epochs over the remaining records (challenge starting kit: 5)")
-    lr: float = option(0.1, "initial SGD learning rate (starting kit: 0.1)")
-    momentum: float = option(0.9, "SGD momentum (starting kit: 0.9)")
-    weight_decay: float = option(5e-4, "SGD weight decay (starting kit: 5e-4)")
-    batch_size: int = option(128, "batch size (starting kit: 128)")
+    epochs: int = option(5, "epochs over the remaining records (challenge starting kit: 5)", **EPOCHS)
+    lr: float = option(0.1, "initial SGD learning rate (starting kit: 0.1)", **LR)
+    momentum: float = option(0.9, "SGD momentum (starting kit: 0.9)", **MOMENTUM)
+    weight_decay: float = option(5e-4, "SGD weight decay (starting kit: 5e-4)", **WEIGHT_DECAY)
+    batch_size: int = option(128, "batch size (starting kit: 128)", **BATCH_SIZE)
     cosine: bool = option(True, "anneal lr per epoch with CosineAnnealingLR(T_max=epochs) (starting kit: yes)")
-
-    def validate(self) -> None:
-        positive("epochs", self.epochs)  # checked before lr, as it always was, so a config wrong in both says so
-        check_sgd(self)
 
 
 class Finetune(FineTuning):

@@ -13,26 +13,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from unlearn_cli.errors import BadInput
-from unlearn_cli.methods._shared import FineTuning, check_sgd
+from unlearn_cli.methods._shared import FineTuning
 from unlearn_cli.methods.base import Request
-from unlearn_cli.options import option
+from unlearn_cli.options import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY, option
 
 
 @dataclass
 class NegGradConfig:
     alpha: float = option(0.95, "weight of the retain loss; 1 - alpha weighs the ascent on the forget loss "
-                                "(NegGrad+: 0.95)")
-    lr: float = option(0.01, "SGD learning rate (NegGrad+ settings: 0.01)")
-    epochs: int = option(10, "passes over the remaining records (NegGrad+ settings: 10)")
-    batch_size: int = option(256, "batch size of both streams (NegGrad+ settings: 256)")
-    momentum: float = option(0.9, "SGD momentum (NegGrad+ settings: 0.9)")
-    weight_decay: float = option(0.0, "SGD weight decay (NegGrad+ settings: 0)")
-
-    def validate(self) -> None:
-        if not 0 <= self.alpha <= 1:
-            raise BadInput(f"option 'alpha' must be in [0, 1], got {self.alpha}")
-        check_sgd(self)
+                                "(NegGrad+: 0.95)", ge=0, le=1)
+    lr: float = option(0.01, "SGD learning rate (NegGrad+ settings: 0.01)", **LR)
+    epochs: int = option(10, "passes over the remaining records (NegGrad+ settings: 10)", **EPOCHS)
+    batch_size: int = option(256, "batch size of both streams (NegGrad+ settings: 256)", **BATCH_SIZE)
+    momentum: float = option(0.9, "SGD momentum (NegGrad+ settings: 0.9)", **MOMENTUM)
+    weight_decay: float = option(0.0, "SGD weight decay (NegGrad+ settings: 0)", **WEIGHT_DECAY)
 
 
 class NegGrad(FineTuning):

@@ -13,10 +13,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from unlearn_cli.errors import BadInput
 from unlearn_cli.influence.settings import CRITERION_CHOICES, InfluenceSettings, PatchSettings, redefault
 from unlearn_cli.methods.base import Method, Outcome, Request
-from unlearn_cli.options import option
+from unlearn_cli.options import MAX_COUNT, option
 
 #: PUMA steps the weights along (H + dI)^-1 b, where debug-labels and calibrate only rank by it:
 #: trained nets have a near-singular curvature (the moons MLP's GGN has 13 of 2338 eigenvalues above
@@ -33,28 +32,21 @@ class _CriterionOption:
 class _AlgorithmOptions(PatchSettings, _CriterionOption):
     """C, Algorithm 1's eta and lambda, and the samples one request draws: PUMA's own options."""
 
-    reweight_sample: int = option(1000, "records of D_up (seeded sample of remaining); 0 = all remaining")
-    check_sample: int = option(1000, "remaining records on which the change of C is checked; 0 = all")
+    reweight_sample: int = option(1000, "records of D_up (seeded sample of remaining); 0 = all remaining",
+                                  ge=0, le=MAX_COUNT)
+    check_sample: int = option(1000, "remaining records on which the change of C is checked; 0 = all",
+                               ge=0, le=MAX_COUNT)
 
 
 @dataclass
 class PumaConfig(InfluenceSettings, _AlgorithmOptions):
-    """PUMA's options, listed in this order: C, eta and lambda, the samples, then the influence settings."""
+    """PUMA's options, listed in this order: C, eta and lambda, the samples, then the influence settings.
+
+    Each field's range is declared with it (and checked before any work); ``validate`` holds the checks
+    across fields, PatchSettings' eta_min <= eta_max and lambda_l2 > 0 for the exact lambda solver.
+    """
 
     damping: float = redefault("damping", PUMA_DAMPING)
-
-    def validate(self) -> None:
-        if self.eta is not None and not self.eta > 0:
-            raise BadInput(f"eta must be > 0, got {self.eta}")
-        if not 0 < self.eta_min <= self.eta_max:
-            raise BadInput(f"need 0 < eta_min <= eta_max, got {self.eta_min}, {self.eta_max}")
-        if self.delta < 0:
-            raise BadInput(f"delta must be >= 0, got {self.delta}")
-        if self.damping < 0:
-            raise BadInput(f"damping must be >= 0, got {self.damping}")
-        for name in ("reweight_sample", "check_sample", "curvature_sample"):
-            if getattr(self, name) < 0:
-                raise BadInput(f"{name} must be >= 0")
 
 
 class Puma(Method):

@@ -23,24 +23,21 @@ import time
 from dataclasses import dataclass
 
 from unlearn_cli.errors import BadInput
-from unlearn_cli.methods._shared import FineTuning, check_sgd
+from unlearn_cli.methods._shared import FineTuning
 from unlearn_cli.methods.base import Request
-from unlearn_cli.options import option
+from unlearn_cli.options import BATCH_SIZE, EPOCHS, LR, MOMENTUM, WEIGHT_DECAY, option
 
 
 @dataclass
 class SalunConfig:
-    sparsity: float = option(0.5, "share of weights in the saliency mask (top |grad| of the forget loss); paper: 0.5")
-    lr: float = option(0.013, "SGD learning rate; authors' README (CIFAR-10 random forgetting): 0.013")
-    epochs: int = option(10, "epochs over forget + remaining records; authors' README: 10")
-    batch_size: int = option(256, "batch size; authors' code: 256")
-    momentum: float = option(0.9, "SGD momentum; authors' code: 0.9")
-    weight_decay: float = option(5e-4, "SGD weight decay (salient weights only); authors' code: 5e-4")
-
-    def validate(self) -> None:
-        if not 0 < self.sparsity <= 1:
-            raise BadInput(f"option 'sparsity' must be in (0, 1], got {self.sparsity}")
-        check_sgd(self)
+    sparsity: float = option(0.5, "share of weights in the saliency mask (top |grad| of the forget loss); paper: 0.5",
+                             gt=0, le=1)
+    lr: float = option(0.013, "SGD learning rate; authors' README (CIFAR-10 random forgetting): 0.013", **LR)
+    epochs: int = option(10, "epochs over forget + remaining records; authors' README: 10", **EPOCHS)
+    batch_size: int = option(256, "batch size; authors' code: 256", **BATCH_SIZE)
+    momentum: float = option(0.9, "SGD momentum; authors' code: 0.9", **MOMENTUM)
+    weight_decay: float = option(5e-4, "SGD weight decay (salient weights only); authors' code: 5e-4",
+                                 **WEIGHT_DECAY)
 
 
 def saliency_mask(model, x, y, sparsity: float, chunk: int = 1024) -> dict:

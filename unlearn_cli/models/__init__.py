@@ -5,6 +5,7 @@ mlp.py         linear (logistic regression) and FlexibleFCN, the paper's Listing
 cnn.py         a small convolutional net for 1x28x28 images
 densenet.py    DenseNet, the paper's Listing 2
 checkpoint.py  safetensors checkpoints with ``unlearn`` metadata: read, verify, write
+metadata.py    the ``unlearn`` metadata checked on load: types, ranges, depth, size
 sidecar.py     sidecar files beside a checkpoint (SISA slice states, update logs)
 ensemble.py    SISA checkpoints: shard prefixes, their metadata, the aggregate predictor
 datasets.py    the data set a checkpoint was trained on, checked against its digest

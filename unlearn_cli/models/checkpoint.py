@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from unlearn_cli.errors import BadInput
+from unlearn_cli.models.metadata import parse_meta
+from unlearn_cli.ops.inputs import (CHECKPOINT_HEADER_LIMIT, CHECKPOINT_LIMIT, brief, human_size, open_input,
+                                    read_input, read_prefix, resolve_input, show_path)
 
 FORMAT = 1
 META_KEY = "unlearn"
@@ -62,12 +65,28 @@ class Checkpoint:
         rel = self.dataset.get("manifest")
         if rel is None or self.path is None:
             return None
-        return (self.path.parent / rel).resolve()
+        return resolve_input(self.path.parent / rel, "recorded manifest")
 
     def build_model(self, device: str = "cpu"):
-        """Rebuild the module and load the weights, in eval mode."""
+        """Rebuild the module and load the weights, in eval mode.
+
+        The module is first built on torch's meta device (no memory) and its
+        shapes compared with the weights: an ``arch`` whose sizes do not match
+        is refused before anything of its size is allocated.
+        """
+        import torch
+
         from unlearn_cli.models.registry import build
 
+        try:
+            with torch.device("meta"):
+                probe = build(self.arch)
+        except BadInput:
+            raise
+        except Exception:  # noqa: BLE001 - a plugin that cannot build on meta is checked by load_state_dict
+            probe = None
+        if probe is not None:
+            self._check_fit(probe.state_dict())
         model = build(self.arch)
         try:
             missing, unexpected = model.load_state_dict(self.state, strict=False)
@@ -80,6 +99,18 @@ class Checkpoint:
                 f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
             )
         return model.to(device).eval()
+
+    def _check_fit(self, expected: dict[str, Any]) -> None:
+        """Weights and the architecture's tensors: same names, same shapes."""
+        missing = [k for k in expected if k not in self.state]
+        unexpected = [k for k in self.state if k not in expected]
+        wrong = [k for k in expected if k in self.state and tuple(expected[k].shape) != tuple(self.state[k].shape)]
+        if missing or unexpected or wrong:
+            detail = (f"shape of '{wrong[0]}': {list(self.state[wrong[0]].shape)} in the file, "
+                      f"{list(expected[wrong[0]].shape)} in the architecture") if wrong else (
+                      f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise BadInput(f"{show_path(self.path or '?')}: weights do not fit architecture "
+                           f"'{show_path(self.arch['name'])}' ({detail})")
 
 
 def load_error_detail(exc: RuntimeError) -> str:
@@ -95,74 +126,83 @@ def removal_steps(lineage: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [entry for entry in lineage if isinstance(entry, dict) and entry.get("method") not in NOT_REMOVALS]
 
 
-def _read_header(path: Path, data: bytes) -> dict[str, Any]:
-    """Parse the safetensors header ourselves so a foreign/truncated file gets a clear message."""
-    if len(data) < 8:
-        raise BadInput(f"{path}: not a safetensors checkpoint (file is {len(data)} bytes)")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len <= 0 or header_len > len(data) - 8:
-        raise BadInput(f"{path}: not a safetensors checkpoint or truncated (header length {header_len})")
+def _read_header(path: Path, head: bytes, size: int) -> dict[str, Any]:
+    """Parse the safetensors header ourselves so a foreign/truncated file gets a clear message.
+
+    ``head`` holds at least the first 8 + header-length bytes of a file of ``size`` bytes.
+    """
+    shown = show_path(path)
+    if size < 8:
+        raise BadInput(f"{shown}: not a safetensors checkpoint (file is {size} bytes)")
+    (header_len,) = struct.unpack("<Q", head[:8])
+    if header_len <= 0 or header_len > size - 8:
+        raise BadInput(f"{shown}: not a safetensors checkpoint or truncated (header length {header_len})")
+    if header_len > CHECKPOINT_HEADER_LIMIT:
+        raise BadInput(f"{shown}: safetensors header is larger than {human_size(CHECKPOINT_HEADER_LIMIT)}")
     try:
-        header = json.loads(data[8 : 8 + header_len])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadInput(f"{path}: not a safetensors checkpoint (header is not JSON)") from None
+        header = json.loads(head[8 : 8 + header_len])
+    except RecursionError:
+        raise BadInput(f"{shown}: not a safetensors checkpoint (header JSON nested too deeply)") from None
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        raise BadInput(f"{shown}: not a safetensors checkpoint (header is not JSON)") from None
     if not isinstance(header, dict):
-        raise BadInput(f"{path}: not a safetensors checkpoint (header is not an object)")
+        raise BadInput(f"{shown}: not a safetensors checkpoint (header is not an object)")
     end = 0
     for name, info in header.items():
         if name == "__metadata__":
             continue
         try:
             end = max(end, int(info["data_offsets"][1]))
-            list(info["shape"])
+            if not all(isinstance(d, int) and d >= 0 for d in info["shape"]):
+                raise ValueError(name)
         except (KeyError, TypeError, ValueError, IndexError):
-            raise BadInput(f"{path}: corrupt safetensors header entry '{name}'") from None
-    if 8 + header_len + end > len(data):
-        raise BadInput(
-            f"{path}: checkpoint is truncated ({len(data)} bytes, header promises {8 + header_len + end})"
-        )
+            raise BadInput(f"{shown}: corrupt safetensors header entry '{show_path(name)}'") from None
+    if 8 + header_len + end > size:
+        raise BadInput(f"{shown}: checkpoint is truncated ({size} bytes, header promises {8 + header_len + end})")
     return header
 
 
-def _read(path: Path) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
-    """File bytes, safetensors header and the parsed ``unlearn`` metadata."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"{path}: checkpoint not found") from None
-    except IsADirectoryError:
-        raise BadInput(f"{path}: is a directory, not a checkpoint") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read checkpoint ({exc.strerror or exc})") from None
-    header = _read_header(path, data)
+def _meta_of(path: Path, header: dict[str, Any]) -> dict[str, Any]:
+    """The validated ``unlearn`` metadata of a parsed header (``models.metadata``)."""
     metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict):
+        raise BadInput(f"{show_path(path)}: corrupt safetensors header ('__metadata__' is not an object)")
     if META_KEY not in metadata:
-        raise BadInput(f"{path}: safetensors file without 'unlearn' metadata (not written by unlearn train)")
-    try:
-        meta = json.loads(metadata[META_KEY])
-    except (json.JSONDecodeError, TypeError):
-        raise BadInput(f"{path}: 'unlearn' metadata is not valid JSON") from None
-    if not isinstance(meta, dict) or "arch" not in meta:
-        raise BadInput(f"{path}: 'unlearn' metadata lacks the 'arch' entry")
-    if not isinstance(meta.get("format", 0), int):
-        raise BadInput(f"{path}: 'unlearn' metadata has a non-integer format {meta.get('format')!r}")
-    if meta.get("format", 0) > FORMAT:
-        raise BadInput(
-            f"{path}: checkpoint format {meta.get('format')} is newer than this tool understands ({FORMAT})"
-        )
-    return data, header, meta
+        raise BadInput(f"{show_path(path)}: safetensors file without 'unlearn' metadata "
+                       "(not written by unlearn train)")
+    return parse_meta(path, metadata[META_KEY], FORMAT)
 
 
-def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read and validate a checkpoint; every problem is a one-line BadInput."""
-    from safetensors.torch import load as st_load
+def _read(path: Path) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
+    """File bytes (a regular file, bounded), safetensors header and the validated ``unlearn`` metadata."""
+    data = read_input(path, "checkpoint", CHECKPOINT_LIMIT)
+    header = _read_header(path, data, len(data))
+    return data, header, _meta_of(path, header)
 
+
+def _check_finite(path: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise BadInput(f"{show_path(path)}: weights hold NaN/inf: {show_path(name)}")
+
+
+def load_checkpoint(path: str | os.PathLike, *, check_weights: bool = True) -> Checkpoint:
+    """Read and validate a checkpoint; every problem is a one-line BadInput.
+
+    ``check_weights=False`` skips the NaN/inf scan (``verify_file`` words its own refusal).
+    """
     path = Path(path)
     data, header, meta = _read(path)
+    from safetensors.torch import load as st_load  # torch only once the file is known to be sound
+
     try:
         state = st_load(data)
     except Exception as exc:  # safetensors raises its own error types
-        raise BadInput(f"{path}: corrupt safetensors data ({str(exc).splitlines()[0]})") from None
+        raise BadInput(f"{show_path(path)}: corrupt safetensors data ({brief(exc)})") from None
+    if check_weights:
+        _check_finite(path, state)
     extra = {k: v for k, v in (header.get("__metadata__") or {}).items() if k != META_KEY}
     return Checkpoint(state, meta, path, hashlib.sha256(data).hexdigest(), extra)
 
@@ -179,7 +219,7 @@ def verify_file(path: Path) -> None:
     """Loads back and checks every weight is finite: guard before publishing."""
     import torch
 
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, check_weights=False)
     for name, tensor in ckpt.state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise BadInput(f"refusing to write a checkpoint with non-finite weights (tensor '{name}')")
@@ -211,15 +251,26 @@ def finite(x: float) -> float | None:
 
 
 def read_header_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """Metadata, tensor shapes and parameter count from the header alone (no torch)."""
+    """Metadata, tensor shapes and parameter count from the header alone (no torch, weights not read)."""
     path = Path(path)
-    data, header, meta = _read(path)
+    digest = hashlib.sha256()
+    with open_input(path, "checkpoint", CHECKPOINT_LIMIT) as (handle, size):
+        head = read_prefix(handle, 8, path, "checkpoint")
+        if len(head) == 8:
+            (header_len,) = struct.unpack("<Q", head)
+            if 0 < header_len <= min(size - 8, CHECKPOINT_HEADER_LIMIT):
+                head += read_prefix(handle, header_len, path, "checkpoint")
+        header = _read_header(path, head, size)
+        meta = _meta_of(path, header)
+        digest.update(head)
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     tensors = {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
     params = sum(
         math.prod(v["shape"]) for k, v in header.items()
         if k != "__metadata__" and str(v.get("dtype", "")).startswith(("F", "BF")) and not is_buffer_name(k)
     )
-    return {"meta": meta, "tensors": tensors, "parameters": int(params), "sha256": hashlib.sha256(data).hexdigest()}
+    return {"meta": meta, "tensors": tensors, "parameters": int(params), "sha256": digest.hexdigest()}
 
 
 def param_count(state: dict[str, Any]) -> int:

@@ -9,6 +9,7 @@ from unlearn_cli.data.dataset import Dataset
 from unlearn_cli.data.manifest import load_manifest
 from unlearn_cli.errors import BadInput
 from unlearn_cli.models.checkpoint import Checkpoint, load_checkpoint, relative_manifest
+from unlearn_cli.ops.inputs import show_path
 
 
 def dataset_for(ckpt: Checkpoint, data: Path | None) -> Dataset:
@@ -17,8 +18,11 @@ def dataset_for(ckpt: Checkpoint, data: Path | None) -> Dataset:
     if manifest is None:
         raise BadInput(f"{ckpt.path}: no manifest recorded in the checkpoint; pass --data MANIFEST")
     if data is None and not manifest.exists():
-        raise BadInput(f"{ckpt.path}: recorded manifest {manifest} does not exist; pass --data MANIFEST")
-    dataset = load_manifest(manifest)
+        raise BadInput(f"{show_path(ckpt.path)}: recorded manifest {show_path(manifest)} does not exist; "
+                       "pass --data MANIFEST")
+    # A recorded manifest path comes from the checkpoint, which may name any file:
+    # its contents must not reach an error message (issue #15).
+    dataset = load_manifest(manifest, quote=data is not None)
     recorded = ckpt.dataset.get("train_ids_digest")
     if recorded and recorded != dataset.train_id_digest():
         raise BadInput(

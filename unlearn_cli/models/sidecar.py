@@ -3,7 +3,8 @@
 A sidecar is a safetensors file named after the checkpoint's sha256 prefix,
 ``<sha256[:16]>.<name>.safetensors``, in the checkpoint's folder. Its header
 metadata carries a JSON ``key``; a sidecar whose key differs from the one asked
-for is treated as absent (settings changed), never trusted. Written atomically.
+for is treated as absent (settings changed), never trusted; so is one that is not a
+regular file (a FIFO or device never blocks the run). Written atomically.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+from unlearn_cli.errors import BadInput
+from unlearn_cli.ops.inputs import CHECKPOINT_LIMIT, check_regular
 
 PREFIX_LEN = 16
 
@@ -27,7 +31,10 @@ def load_sidecar(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     """Tensors of a matching sidecar, or None if missing, unreadable or made with other settings."""
     from safetensors import safe_open
 
-    if not Path(path).is_file():
+    try:
+        # A FIFO or device in the cache's place must not block the run: it is not a sidecar.
+        check_regular(path, "sidecar", CHECKPOINT_LIMIT)
+    except BadInput:
         return None
     try:
         with safe_open(str(path), framework="pt") as fh:

@@ -3,7 +3,9 @@
 A file is written to a temporary name in the target directory, flushed and
 fsynced, optionally verified, then renamed over the target (rename is atomic
 within one file system) and the directory entry fsynced. Any failure removes
-the temporary file and leaves the previous target exactly as it was.
+the temporary file and leaves the previous target exactly as it was. A
+failure the user can fix (read-only folder, permission denied, disk full) is a
+``BadInput`` naming the path (exit 2), not an internal error.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from unlearn_cli.errors import BadInput
+from unlearn_cli.ops.paths import ENVIRONMENTAL, os_error_message
 
 
 def fsync_dir(directory: Path) -> None:
@@ -50,22 +53,36 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         raise BadInput(f"{target}: output directory '{directory}' does not exist")
     if target.is_dir():
         raise BadInput(f"{target}: is a directory, not a file")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        _environmental(exc, target)
+        raise
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600 files; publish with the mode a plain open() would give.
-        os.chmod(tmp, _publish_mode(target))
-        os.replace(tmp, target)
+        try:
+            with open(tmp, "rb+") as fh:
+                fh.flush()
+                os.fsync(fh.fileno())
+            # mkstemp creates 0600 files; publish with the mode a plain open() would give.
+            os.chmod(tmp, _publish_mode(target))
+            os.replace(tmp, target)
+        except OSError as exc:
+            _environmental(exc, target)
+            raise
         fsync_dir(directory)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _environmental(exc: OSError, target: Path) -> None:
+    """Re-raise a failure the user can fix as ``BadInput`` naming ``target``; anything else stays as it is."""
+    if exc.errno in ENVIRONMENTAL:
+        raise BadInput(os_error_message(exc, target)) from None
 
 
 def write_bytes(
@@ -85,6 +102,8 @@ def write_bytes(
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
+            if exc.errno in ENVIRONMENTAL:
+                raise BadInput(os_error_message(exc, target)) from None
             raise BadInput(f"{target}: cannot write ({exc.strerror or exc})") from None
         if verify is not None:
             verify(tmp)

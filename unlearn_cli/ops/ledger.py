@@ -2,7 +2,11 @@
 
 Each line is one JSON object (see ``LEDGER_FORMAT`` and README "Running
 unattended"). It names requests by file name and sha256 and removed records by
-the sha256 of each ID (``ops.digests.id_digest``), never by the raw ID.
+a digest of each ID (``ops.digests.id_digest``), never by the raw ID: with a
+ledger key, HMAC-SHA256 in ``removed_id_hmac`` beside the key's ``key_id``;
+without one, plain SHA-256 in ``removed_id_sha256`` (``key_id`` null).
+Digests under different keys cannot be compared: ``Removed.require_comparable``
+refuses a run whose key differs from the one earlier removals were recorded under.
 
 Durability rules, so that a crash at any instant leaves a ledger a reader can use:
 
@@ -36,6 +40,7 @@ from typing import Any, Callable, Iterable
 
 from unlearn_cli.errors import BadInput
 from unlearn_cli.ops.atomic import fsync_dir
+from unlearn_cli.ops.digests import LedgerKey, id_digest, key_id_of
 
 #: Version of the line layout, written in every line as ``"ledger"``.
 LEDGER_FORMAT = 1
@@ -67,14 +72,29 @@ class Ledger:
     def ok_lines(self) -> list[dict[str, Any]]:
         return [line for line in self.lines if line.get("status") == "ok"]
 
-    def removed_on_the_way_to(self, checkpoint_sha: str, lineage: list[dict[str, Any]]) -> set[str]:
+    def removed_on_the_way_to(self, checkpoint_sha: str, lineage: list[dict[str, Any]]) -> "Removed":
         """ID digests removed by ledgered runs whose output is this checkpoint or an ancestor."""
         chain = {checkpoint_sha} | {str(e.get("parent_sha256")) for e in lineage if e.get("parent_sha256")}
-        found: set[str] = set()
+        found = Removed()
         for line in self.ok_lines():
             if _sha(line, "output") in chain:
-                found.update(str(d) for d in line.get("removed_id_sha256", []))
+                key_id, digests = line_digests(line)
+                found.by_key.setdefault(key_id, set()).update(digests)
         return found
+
+    def runs_removing(self, digests: dict[str | None, str]) -> tuple[list[dict[str, Any]], int]:
+        """(``ok`` lines whose removed digests hold the ID, lines under another key that cannot tell).
+
+        ``digests`` maps a key id (None: plain SHA-256) to the ID's digest under it.
+        """
+        runs, other_keys = [], 0
+        for line in self.ok_lines():
+            key_id, removed = line_digests(line)
+            if key_id not in digests:
+                other_keys += bool(removed)
+            elif digests[key_id] in removed:
+                runs.append(line)
+        return runs, other_keys
 
     def unrecorded_steps(self, checkpoint_sha: str, lineage: list[dict[str, Any]]) -> int:
         """Lineage entries (removals) of a checkpoint that no ledger line records."""
@@ -82,6 +102,42 @@ class Ledger:
         children = parents[1:] + [checkpoint_sha]
         steps = {(_sha(line, "input"), _sha(line, "output")) for line in self.ok_lines()}
         return sum((p, c) not in steps for p, c in zip(parents, children))
+
+
+@dataclass
+class Removed:
+    """ID digests removed on the way to a checkpoint, by the key id they were recorded under (None: plain)."""
+
+    by_key: dict[str | None, set[str]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return any(self.by_key.values())
+
+    def require_comparable(self, key: LedgerKey | None, where: str) -> None:
+        """Refuse when earlier removals were recorded under a key this run cannot reproduce."""
+        foreign = sorted(k for k, v in self.by_key.items() if v and k is not None and k != key_id_of(key))
+        if not foreign:
+            return
+        mine = f"this run's key id is {key.key_id}" if key is not None else "this run has no ledger key"
+        raise BadInput(f"earlier removals on the way to {where} were recorded in the ledger under ledger key id "
+                       f"{foreign[0]}, and {mine}: their digests cannot be compared, so already-removed records "
+                       "cannot be recognised; pass the same --ledger-key")
+
+    def holds(self, record_id: str, key: LedgerKey | None) -> bool:
+        """Was this ID removed (under this run's key, or plainly recorded before keys were used)?"""
+        plain = self.by_key.get(None)
+        if plain and id_digest(record_id) in plain:
+            return True
+        keyed = self.by_key.get(key_id_of(key)) if key is not None else None
+        return bool(keyed) and id_digest(record_id, key) in keyed
+
+
+def line_digests(line: dict[str, Any]) -> tuple[str | None, set[str]]:
+    """(key id, removed ID digests) of a ledger line: keyed ``removed_id_hmac`` or plain ``removed_id_sha256``."""
+    if line.get("removed_id_hmac") is not None:
+        key_id = line.get("key_id")
+        return (str(key_id) if key_id else "unknown"), {str(d) for d in line.get("removed_id_hmac") or []}
+    return None, {str(d) for d in line.get("removed_id_sha256") or []}
 
 
 def _sha(line: dict[str, Any], key: str) -> str | None:
@@ -96,6 +152,10 @@ def _is_ledger_line(obj: Any) -> bool:
 def read_ledger(path: str | os.PathLike, warn: Callable[[str], None] | None = None) -> Ledger:
     """Parse a ledger; a missing file is an empty ledger. Never raises for a torn last line."""
     path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"{path}: ledger path is a directory")
+    if path.exists() and not path.is_file():
+        raise BadInput(f"{path}: the ledger is not a regular file")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -214,8 +274,13 @@ def recover_journal(ledger: str | os.PathLike, sha256_of: Callable[[Path], str |
     return recovered
 
 
-def removed_digests(ids: Iterable[str]) -> list[str]:
-    """Sorted sha256 of each ID: what the ledger records instead of the IDs."""
-    from unlearn_cli.ops.digests import id_digest
+def removed_digests(ids: Iterable[str], key: LedgerKey | None = None) -> list[str]:
+    """Sorted digest of each ID (keyed when ``key``): what the ledger records instead of the IDs."""
+    return sorted(id_digest(i, key) for i in ids)
 
-    return sorted(id_digest(i) for i in ids)
+
+def digest_fields(ids: Iterable[str], key: LedgerKey | None) -> dict[str, Any]:
+    """A ledger line's per-ID digests: ``removed_id_hmac`` + ``key_id`` with a key, else ``removed_id_sha256``."""
+    if key is None:
+        return {"key_id": None, "removed_id_sha256": removed_digests(ids)}
+    return {"key_id": key.key_id, "removed_id_hmac": removed_digests(ids, key)}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import time
 from pathlib import Path
@@ -96,9 +97,17 @@ def _release(fd: int, path: Path) -> None:
 
 
 def check_wait(wait: float) -> None:
-    """``--wait`` is a number of seconds, never negative."""
-    if wait < 0:
-        raise BadInput(f"--wait must be >= 0 seconds, got {wait}")
+    """``--wait`` is a number of seconds, never negative and never nan.
+
+    nan would never reach the deadline (every comparison with it is false) and
+    hang behind a held lock. ``inf`` is allowed and means "until the holder
+    finishes": the kernel drops the lock of a process that dies, so it never
+    waits on a crashed run.
+    """
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)):
+        raise BadInput(f"--wait must be a number of seconds >= 0, got {str(wait)[:40]!r}")
+    if math.isnan(wait) or wait < 0:
+        raise BadInput(f"--wait must be >= 0 seconds (a number, or inf to wait for the holder), got {wait}")
 
 
 @contextlib.contextmanager

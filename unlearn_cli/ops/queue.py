@@ -16,6 +16,7 @@ in DIR for the next run, which skips the IDs already applied.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -47,6 +48,14 @@ def check_queue(directory: str | os.PathLike) -> Path:
     if not directory.is_dir():
         raise BadInput(f"--queue {directory}: not a directory")
     return directory
+
+
+def remove_stale_temps(directory: Path) -> None:
+    """``failed/.NAME.reason.*.tmp``: a reason a killed run was writing. Call with the queue's lock held
+    (nobody else writes these names); the temp files of the output and the journal are swept beside them."""
+    for path in (directory / FAILED).glob(".*.reason.*.tmp"):
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def list_queue(directory: Path) -> list[QueuedFile]:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from unlearn_cli.errors import BadInput
+from unlearn_cli.options import BATCH_SIZE, EPOCHS, LR, MAX_SEED, MOMENTUM, WEIGHT_DECAY, check_value, range_of
 
 # Defaults per architecture; each one trains the shipped sample data in seconds
 # (tabular/synthetic) or about a minute (mnist-5k) on two CPU cores.
@@ -51,17 +52,27 @@ class Recipe:
         return cls(**known)
 
     def validate(self) -> "Recipe":
+        """Every value of the right type, finite and in the range the fine-tuning options share (options.py);
+        epochs may be 0 (a recipe that only initialises). Checked before any training."""
         if self.optimizer not in ("adam", "sgd"):
             raise BadInput(f"--optimizer must be adam or sgd, got '{self.optimizer}'")
-        if not self.lr > 0:
-            raise BadInput(f"--lr must be positive, got {self.lr}")
-        if self.epochs < 0:
-            raise BadInput(f"--epochs must be >= 0, got {self.epochs}")
-        if self.batch_size < 1:
-            raise BadInput(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.weight_decay < 0:
-            raise BadInput(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        for flag, name, kind, bounds in _RECIPE_RANGES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    kind is int and isinstance(value, float) and not value.is_integer()):
+                raise BadInput(f"{flag} must be {'an integer' if kind is int else 'a number'}, got {value!r}"[:200])
+            check_value(flag, value, bounds)
         return self
+
+
+_RECIPE_RANGES = (  # (flag, field, type, range) in the order train's flags are listed
+    ("--lr", "lr", float, range_of(**LR)),
+    ("--epochs", "epochs", int, range_of(ge=0, le=EPOCHS["le"])),
+    ("--batch-size", "batch_size", int, range_of(**BATCH_SIZE)),
+    ("--weight-decay", "weight_decay", float, range_of(**WEIGHT_DECAY)),
+    ("momentum", "momentum", float, range_of(**MOMENTUM)),
+    ("--seed", "seed", int, range_of(ge=0, le=MAX_SEED)),
+)
 
 
 def default_recipe(arch: str, **overrides: Any) -> Recipe:

@@ -29,10 +29,13 @@ Choices, and why:
   ``derive_seed(seed, "init", i)``; its batch order on slice step ``r`` uses
   ``derive_seed(seed, "slice", i, r)``; the assignment uses
   ``derive_seed(seed, "assign")``. ``seed`` is the recipe's seed.
-* Records a forget removed are listed (as positions into
-  ``dataset.train_indices()``, never raw IDs) in ``sisa.removed``, so a later
-  forget never brings them back into a retrained shard. A shard left with no
-  records drops out of the aggregate.
+* Records a forget removed are tracked, in memory, as positions into
+  ``dataset.train_indices()`` (``sisa.removed``), so a later forget never
+  brings them back into a retrained shard. Positions plus the data set name
+  the IDs, so a published checkpoint holds the digests of their IDs instead
+  (keyed with the ledger key; ``models.ensemble.seal_removed``) and per-shard
+  counts; the forget workflow recomputes the positions from the data set.
+  A shard left with no records drops out of the aggregate.
 
 The library reports progress through callbacks; it never prints.
 """
@@ -45,7 +48,7 @@ from typing import Any, Callable
 import numpy as np
 
 from unlearn_cli.errors import BadInput
-from unlearn_cli.models.ensemble import prefixed, read_meta, unprefixed
+from unlearn_cli.models.ensemble import is_sealed, prefixed, read_meta, unprefixed
 from unlearn_cli.ops.digests import derive_seed
 
 AGGREGATES = ("vote", "mean")
@@ -237,6 +240,9 @@ def forget_sisa(ckpt, dataset, forget_rows: np.ndarray, slice_states: dict[str, 
     """
     from unlearn_cli.training.loop import Recipe
 
+    if is_sealed(ckpt.meta.get("sisa") or {}):
+        raise BadInput(f"{ckpt.path}: its removed SISA records are sealed as digests; recompute their positions "
+                       "from the data set first (models.ensemble.unseal_removed)")
     shards, slices, assignment, removed = read_meta(ckpt)
     recipe = Recipe.from_dict(ckpt.training)
     train_rows = dataset.train_indices()

@@ -10,7 +10,9 @@ Three variants of one run:
   batch's parameter update, for Amnesiac unlearning (``training/update_log.py``).
 
 Sidecars are named ``<sha256[:16]>.<name>.safetensors`` beside the checkpoint
-(``models/sidecar.py``). Both files are written atomically and verified.
+(``models/sidecar.py``). Both files are written atomically, the sidecars
+first and the checkpoint last, verified (``_write``); ``unlearn train``
+checks beforehand that ``out`` is new (or ``--force``) and no input.
 
 The library never prints: progress goes to a ``progress(done, total)``
 callback, warnings to ``warn(message)``, and each stage (train, evaluate,
@@ -19,6 +21,8 @@ write) runs inside ``phase(name)`` so the caller can time it.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +30,10 @@ from typing import Any, Callable
 
 from unlearn_cli.data.dataset import Dataset
 from unlearn_cli.errors import BadInput
-from unlearn_cli.models.checkpoint import param_count, save_checkpoint
+from unlearn_cli.models.checkpoint import checkpoint_bytes, param_count, verify_file
 from unlearn_cli.models.predict import evaluate_splits
 from unlearn_cli.models.sidecar import save_sidecar, sidecar_path
+from unlearn_cli.ops.atomic import write_bytes
 from unlearn_cli.training.fit import base_meta, fit
 from unlearn_cli.training.loop import Recipe
 
@@ -173,10 +178,26 @@ def _train_tracked(dataset, arch_spec, recipe, meta, device, progress) -> _Train
 
 def _write(out: Path, state: dict[str, Any], meta: dict[str, Any],
            sidecars: dict[str, dict[str, Any]]) -> dict[str, tuple[Path, str]]:
-    """Write the checkpoint, then each sidecar keyed to its sha256; (path, sha256) per report name."""
-    digest = save_checkpoint(out, state, meta)
+    """Each sidecar keyed to the checkpoint's sha256, then the checkpoint (verified); (path, sha256) per report name.
+
+    Sidecars go first: until the checkpoint is published nothing refers to
+    them, so a failure at any step (full disk, killed run) never leaves a
+    checkpoint without its sidecar; the sidecars this run made are removed.
+    """
+    data = checkpoint_bytes(state, meta)
+    digest = hashlib.sha256(data).hexdigest()
     outputs = {"checkpoint": (Path(out), digest)}
-    for name, tensors in sidecars.items():
-        path = sidecar_path(out, digest, name)
-        outputs[f"sidecar.{name}"] = (path, save_sidecar(path, tensors, {"checkpoint": digest}))
+    made: list[Path] = []
+    try:
+        for name, tensors in sidecars.items():
+            path = sidecar_path(out, digest, name)
+            if not path.exists():
+                made.append(path)
+            outputs[f"sidecar.{name}"] = (path, save_sidecar(path, tensors, {"checkpoint": digest}))
+        write_bytes(out, data, verify=verify_file)
+    except BaseException:
+        for path in made:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
     return outputs
