@@ -86,7 +86,8 @@ class Runner:
         self.log: list[dict[str, Any]] = []
 
     def __call__(self, *args: Any) -> tuple[int, dict[str, Any] | None, str]:
-        cmd = [*self.unlearn, *map(str, args), "--json", "--device", self.device]
+        device = ["--device", self.device] if str(args[0]) not in ("mark", "methods", "inspect") else []
+        cmd = [*self.unlearn, *map(str, args), "--json", *device]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         seconds = round(time.perf_counter() - t0, 2)

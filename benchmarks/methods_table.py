@@ -67,7 +67,8 @@ class Runner:
         self.unlearn = shlex.split(args.unlearn)
 
     def cli(self, *argv: Any, timeout: float = 3600) -> tuple[int, dict[str, Any] | None, str]:
-        cmd = self.unlearn + [str(a) for a in argv] + ["--json", "--device", self.args.device]
+        device = ["--device", self.args.device] if str(argv[0]) not in ("mark", "methods", "inspect") else []
+        cmd = self.unlearn + [str(a) for a in argv] + ["--json", *device]
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout, text=True)
         try:
             report = json.loads(proc.stdout) if proc.stdout.strip() else None

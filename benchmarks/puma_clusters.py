@@ -48,7 +48,8 @@ RESULTS = REPO / "benchmarks" / "results"
 
 def unlearn(*args: str) -> dict:
     exe = Path(sys.executable).parent / "unlearn"
-    cmd = [str(exe) if exe.exists() else "unlearn", *args, "--json", "--quiet", "--device", "cpu"]
+    device = ["--device", "cpu"] if args[0] not in ("mark", "methods", "inspect") else []
+    cmd = [str(exe) if exe.exists() else "unlearn", *args, "--json", "--quiet", *device]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{shlex.join(cmd)} failed: {proc.stderr.strip()}")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main job end to end on a shipped sample model.
-# train -> evaluate -> mark a k-means cluster -> forget it with PUMA -> attack before/after.
+# train -> evaluate -> inspect -> mark a k-means cluster -> forget it with PUMA -> inspect its lineage
+# -> retrain as the reference -> attack unlearned vs retrained.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=demo-output
@@ -13,12 +14,14 @@ step() { printf '\n== %s\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
 step "train an MLP (64-32, the paper's) on breast-cancer" \
   unlearn train "$data" --out "$out/model.safetensors" --report "$out/train.json" --quiet
 step "evaluate it" unlearn evaluate "$out/model.safetensors"
-step "what the checkpoint records" unlearn inspect "$out/model.safetensors" --quiet
+step "what the checkpoint records (--quiet: the key facts on one line)" \
+  unlearn inspect "$out/model.safetensors" --quiet
 step "mark the paper's k-means cluster (appendix A) of class 1 for removal" \
   unlearn mark "$data" --strategy cluster --label 1 --pick median --out "$out/forget-ids.txt" --quiet
 step "forget those records with PUMA" \
   unlearn forget "$out/model.safetensors" "$out/forget-ids.txt" --method puma \
     --out "$out/model.unlearned.safetensors" --report "$out/forget.json"
+step "what the unlearned checkpoint records: its lineage" unlearn inspect "$out/model.unlearned.safetensors"
 step "retrain without them: the reference" \
   unlearn forget "$out/model.safetensors" "$out/forget-ids.txt" --method retrain \
     --out "$out/model.retrained.safetensors" --report "$out/retrain.json" --quiet

@@ -87,6 +87,32 @@ def run_cli(*args: str, check: bool = False, input: bytes | None = None, cwd: Pa
     return proc
 
 
+def run_here(*args: object, cwd: Path | None = None, env: dict[str, str] | None = None,
+             input: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run ``unlearn ARGS`` in this process (typer's test runner on the real app).
+
+    The same command code without a fresh interpreter: it saves the ~2 s of
+    importing torch that each ``run_cli`` pays, so fixtures use it for quick
+    cases (bad input, exit 2) and keep ``run_cli`` for the real console script.
+    Returns a ``CompletedProcess`` with bytes stdout/stderr, like ``run_cli``.
+    Not thread-safe (the runner swaps ``sys.stdout``): call it from one thread.
+    """
+    from typer.testing import CliRunner
+
+    from unlearn_cli.cli.app import app
+
+    argv = [str(a) for a in args]
+    old = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        result = CliRunner(env={"COLUMNS": "200", **(env or {})}).invoke(app, argv, input=input)
+    finally:
+        os.chdir(old)
+    return subprocess.CompletedProcess(["unlearn", *argv], result.exit_code,
+                                       result.stdout_bytes, result.stderr_bytes)
+
+
 @pytest.fixture(scope="session")
 def blobs_manifest(tmp_path_factory) -> Path:
     return write_blobs(tmp_path_factory.mktemp("blobs"))

@@ -140,7 +140,8 @@ def test_on_step_is_called_once_per_step_with_the_scheduled_batches(blobs):
     _, _, y, _, _ = blobs
     recipe = replace(RECIPE, batch_size=50, epochs=3)
     steps, progress = [], []
-    model, result = _train(blobs, recipe, on_step=steps.append, progress=lambda d, t: progress.append((d, t)))
+    model, result = _train(blobs, recipe, on_step=steps.append,
+                           progress=lambda phase, d, t: progress.append((phase, d, t)))
     n = len(y)
     per_epoch = steps_per_epoch(n, 50)
     total = 3 * per_epoch
@@ -155,7 +156,10 @@ def test_on_step_is_called_once_per_step_with_the_scheduled_batches(blobs):
         assert np.isfinite(info.loss)
     sizes = [len(s.positions) for s in steps[:per_epoch]]
     assert sizes == [50] * (per_epoch - 1) + [n - 50 * (per_epoch - 1)]
-    assert progress == [(i + 1, total) for i in range(total)]
+    batches = [(d, t) for phase, d, t in progress if phase == "batch"]
+    epochs = [(d, t) for phase, d, t in progress if phase == "epoch"]
+    assert batches == [(i, total) for i in range(total + 1)]  # the total from the start
+    assert epochs == [(e, 3) for e in range(4)]
     # Per-epoch mean loss is the size-weighted mean of the step losses.
     for epoch in range(3):
         mine = [s for s in steps if s.epoch == epoch]

@@ -1,8 +1,9 @@
 """The installed ``unlearn debug-labels`` and ``unlearn calibrate`` commands, end to end.
 
 The expensive invocations (the moons evaluation protocol, calibrating an
-over-confident model) start together in module fixtures; the tests read their
-results.
+over-confident model) start together in module fixtures as the real console
+script; the bad-input cases run in-process meanwhile (``run_here``); the tests
+read their results.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, run_cli, unlearn_cmd, write_blobs
+from conftest import SAMPLES, run_cli, run_here, unlearn_cmd, write_blobs
 
 REPORT_KEYS = {"command", "version", "status", "inputs", "outputs", "config", "timings", "metrics"}
 
@@ -89,6 +90,9 @@ def runs(tmp_path_factory, blobs_manifest, blobs_checkpoint):
         "rank": ["debug-labels", blobs_checkpoint, "--top", "5", "--out", work / "suspects.txt", "--json",
                  "--report", work / "rank.json"],
         "rank-table": ["debug-labels", blobs_checkpoint, "--ranker", "margin", "--top", "3"],
+    }
+    # Bad input (exit 2 before any work) runs in this process: no torch import per case.
+    quick = {
         "neither": ["debug-labels"],
         "both": ["debug-labels", blobs_checkpoint, "--evaluate", moons],
         "bad-ranker": ["debug-labels", blobs_checkpoint, "--ranker", "shapley"],
@@ -105,7 +109,8 @@ def runs(tmp_path_factory, blobs_manifest, blobs_checkpoint):
         futures = {name: pool.submit(run_cli, *args, timeout=600) for name, args in jobs.items()}
         futures["no-plot"] = pool.submit(without_matplotlib, "calibrate", over, "--plot", work / "r.png",
                                          "--out", work / "never.safetensors", tmp=work)
-        results = {name: f.result() for name, f in futures.items()}
+        results = {name: run_here(*args) for name, args in quick.items()}
+        results |= {name: f.result() for name, f in futures.items()}
     return {"work": work, "over": over, "over_sha": sha256(over), **results}
 
 
@@ -199,7 +204,7 @@ def test_calibrate_bad_input_is_one_line_and_exit_2(runs):
     one_line_error(runs["cal-same-out"], "calibrate", "refusing to overwrite")
     one_line_error(runs["cal-sisa"], "calibrate", "ensemble")
     line = one_line_error(runs["no-plot"], "calibrate", "matplotlib", "plots")
-    assert "unlearn-cli[plots]" in line
+    assert "pip install -e '.[plots]' (from a source checkout)" in line and "unlearn-cli[plots]" in line
     assert not (runs["work"] / "never.safetensors").exists()
     assert not (runs["work"] / "r.png").exists()
 

@@ -1,7 +1,9 @@
 """``unlearn mark`` and ``unlearn attack`` end to end, through the installed command.
 
-Independent invocations start together (each pays for importing torch); the
-tests then read their exit codes, one-line errors and reports. The gates must
+Independent invocations of the console script start together (each pays for
+importing torch) while quick ones (bad input, the gates, set-up) run in-process
+meanwhile (``run_here``, the same app without a new interpreter); the tests
+then read their exit codes, one-line errors and reports. The gates must
 exit 3 with one line; bad input exits 2; a second attack run reuses every
 cached shadow model.
 """
@@ -13,17 +15,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import SAMPLES, run_cli
+from conftest import SAMPLES, run_cli, run_here
 
 RADIAL = SAMPLES / "radial" / "manifest.yaml"
 # Small shokri settings: two shadows, few epochs; the set-up is the paper's, the sizes are not.
 SMALL_SHOKRI = ["--set", "shadows=2", "--set", "shadow_epochs=5", "--set", "attack_epochs=10"]
 
 
-def run_many(jobs: dict[str, list]) -> dict:
+def run_many(jobs: dict[str, list], quick: dict[str, list] | None = None) -> dict:
+    """``jobs`` as parallel console-script runs; ``quick`` in-process in this thread meanwhile."""
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {name: pool.submit(run_cli, *args, timeout=300) for name, args in jobs.items()}
-        return {name: f.result() for name, f in futures.items()}
+        done = {name: run_here(*args) for name, args in (quick or {}).items()}
+        return done | {name: f.result() for name, f in futures.items()}
 
 
 def err(proc) -> str:
@@ -52,10 +56,12 @@ def marked(tmp_path_factory):
               "--json"],
         "b": ["mark", RADIAL, "--strategy", "cluster", "--label", "0", "--seed", "5", "--out", work / "b.txt",
               "--quiet"],
+    }
+    quick = {
         "bad": ["mark", RADIAL, "--strategy", "nope", "--out", work / "c.txt"],
         "ordered-no-ckpt": ["mark", RADIAL, "--strategy", "ordered", "--fraction", "0.1", "--out", work / "d.txt"],
     }
-    return work, run_many(jobs)
+    return work, run_many(jobs, quick)
 
 
 def test_mark_cluster_writes_one_stable_cluster_with_a_header(marked) -> None:
@@ -88,25 +94,28 @@ def test_mark_bad_input_is_exit_2(marked) -> None:
 def attacked(blobs_manifest, blobs_checkpoint, tmp_path_factory):
     work = tmp_path_factory.mktemp("attack")
     ids = work / "forget.txt"
-    run_cli("mark", blobs_manifest, "--strategy", "random", "--fraction", "0.1", "--seed", "1", "--out", ids,
-            "--quiet", check=True)
+    proc = run_here("mark", blobs_manifest, "--strategy", "random", "--fraction", "0.1", "--seed", "1", "--out", ids,
+                    "--quiet")
+    assert proc.returncode == 0, err(proc)
     from unlearn_cli.data.manifest import load_manifest
 
     (work / "test-id.txt").write_text(load_manifest(blobs_manifest).test_ids[0] + "\n")
     cache = work / "cache"
     ckpt = blobs_checkpoint
     jobs = {
+        "pass": ["attack", ckpt, "--ids", ids, "--attack", "loss", "--max-member-rate", "1", "--max-auc", "1",
+                 "--json"],
+        "first": ["attack", ckpt, "--ids", ids, *SMALL_SHOKRI, "--cache-dir", cache, "--json"],
+    }
+    quick = {
         "rate-gate": ["attack", ckpt, "--ids", ids, "--attack", "loss", "--max-member-rate", "0",
                       "--report", work / "gate.json"],
         "auc-gate": ["attack", ckpt, "--ids", ids, "--attack", "loss", "--max-auc", "0"],
-        "pass": ["attack", ckpt, "--ids", ids, "--attack", "loss", "--max-member-rate", "1", "--max-auc", "1",
-                 "--json"],
         "bad-set": ["attack", ckpt, "--ids", ids, "--attack", "loss", "--set", "bogus=1"],
         "test-id": ["attack", ckpt, "--ids", work / "test-id.txt", "--attack", "loss"],
         "bad-gate": ["attack", ckpt, "--ids", ids, "--max-auc", "1.5"],
-        "first": ["attack", ckpt, "--ids", ids, *SMALL_SHOKRI, "--cache-dir", cache, "--json"],
     }
-    procs = run_many(jobs)
+    procs = run_many(jobs, quick)
     # Runs after the first: the cache is warm.
     procs["second"] = run_cli("attack", ckpt, "--ids", ids, *SMALL_SHOKRI, "--cache-dir", cache,
                               "--reference", ckpt, "--report", work / "second.json")
@@ -139,6 +148,11 @@ def test_passing_gates_exit_0_with_the_report_contract(attacked) -> None:
         assert isinstance(entry[key], (int, float))
     assert report["config"]["gates"] == {"max_member_rate": 1.0, "max_auc": 1.0}
     assert report["inputs"]["ids"]["sha256"]
+    # Each passing gate says so in one line on stderr; stdout stays the report alone.
+    lines = [line for line in err(procs["pass"]).splitlines() if ": warning: " not in line]
+    rate, auc = entry["forget"]["member_rate"], entry["auc"]
+    assert lines == [f"unlearn attack: gate passed: forget-set member rate {rate:.4f} <= --max-member-rate 1",
+                     f"unlearn attack: gate passed: forget-vs-test AUC {auc:.4f} <= --max-auc 1"], lines
 
 
 def test_bad_input_exits_2(attacked) -> None:
@@ -164,5 +178,6 @@ def test_second_run_reuses_every_model_and_shows_the_reference(attacked) -> None
     for split in ("forget", "retain", "test"):
         assert reference[split]["member_rate"] == second[split]["member_rate"]
     table = procs["second"].stdout.decode()
-    for word in ("forget", "retain", "test", "member rate", "ref member rate"):
+    for word in ("forget", "retain", "test", "member rate", "target", "reference", "TPR@0.1%"):
         assert word in table
+    assert "…" not in table

@@ -102,6 +102,19 @@ def test_random_marks_a_seeded_fraction_of_train(radial) -> None:
     assert len(mark(radial, "random", fraction=1e-6).rows) == 1   # a request is never empty
 
 
+def test_random_and_ordered_take_a_count_instead_of_a_fraction(radial) -> None:
+    n_train = int(radial.train.sum())
+    by_count = mark(radial, "random", count=7, seed=1)
+    assert len(by_count.rows) == 7 and by_count.params == {"count": 7, "label": None, "seed": 1}
+    assert by_count.header(radial).startswith("unlearn mark --strategy random count=7 seed=1\n")
+    same = mark(radial, "random", fraction=0.1, seed=1)
+    assert mark(radial, "random", count=len(same.rows), seed=1).ids == same.ids   # one draw, two ways to size it
+    assert len(mark(radial, "random", count=5, label=1).rows) == 5
+    assert len(mark(radial, "random", count=n_train).rows) == n_train
+    ordered = mark_ordered(radial, plain_meta(radial, epochs=1, batch_size=32), count=32)
+    assert len(ordered.rows) == 32 and ordered.params["count"] == 32 and "fraction" not in ordered.params
+
+
 def test_class_marks_every_train_record_of_the_label(radial) -> None:
     m = mark(radial, "class", label=1)
     expected = radial.train_indices()[radial.y[radial.train_indices()] == 1]
@@ -113,7 +126,13 @@ def test_class_marks_every_train_record_of_the_label(radial) -> None:
     (dict(strategy="nope"), "--strategy must be one of"),
     (dict(strategy="class"), "needs --label"),
     (dict(strategy="class", label=5), "--label must be a class 0..1"),
-    (dict(strategy="random"), "needs --fraction"),
+    (dict(strategy="random"), "needs --fraction F .* or --count N"),
+    (dict(strategy="random", fraction=0.1, count=3), "give --fraction F or --count N, not both"),
+    (dict(strategy="ordered", fraction=0.1, count=3), "not both"),
+    (dict(strategy="random", count=0), "--count must be >= 1"),
+    (dict(strategy="random", count=2.5), "--count must be a whole number"),
+    (dict(strategy="random", count=10**6), "--count 1000000 is more than the"),
+    (dict(strategy="class", label=0, count=3), "--count does not apply to --strategy class"),
     (dict(strategy="random", fraction=1.5), r"--fraction must be in \(0, 1\]"),
     (dict(strategy="cluster", fraction=0.1), "--fraction does not apply to --strategy cluster"),
     (dict(strategy="random", fraction=0.1, clusters=4), "--clusters does not apply"),

@@ -66,7 +66,7 @@ def run_attack(
     reference: Any = None,
     device: Any = "cpu",
     seed: int = 0,
-    progress: Callable[[int, int], None] = lambda done, total: None,
+    progress: Callable[[str, int, int], None] | None = None,
     warn: Callable[[str], None] = lambda message: None,
     method: Any = None,
 ) -> AttackResult:

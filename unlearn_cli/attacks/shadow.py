@@ -29,10 +29,12 @@ from typing import Any, Callable
 import numpy as np
 
 from unlearn_cli.errors import BadInput
+from unlearn_cli.ops.progress import Progress
 
 #: Bump when anything that shapes a cached model changes meaning.
 CACHE_VERSION = 1
 CACHE_DIRNAME = ".unlearn-cache"
+MODELS_PHASE = "attack models"
 
 
 def default_cache_dir(checkpoint_path: Path) -> Path:
@@ -46,11 +48,16 @@ def data_identity(dataset: Any) -> dict[str, Any]:
 
 @dataclass
 class ModelCache:
-    """Cached models keyed by what determines them; counts what it trained."""
+    """Cached models keyed by what determines them; counts what it trained.
+
+    ``progress`` (``ops.progress``) hears ``attack models`` (trained or reused,
+    of those announced by ``expect`` before the first is made) and each trained
+    model's ``epoch`` and ``batch``.
+    """
 
     directory: Path
     device: Any = "cpu"
-    progress: Callable[[int, int], None] = lambda done, total: None
+    progress: Progress | None = None
     warn: Callable[[str], None] = lambda message: None
     trained: int = 0
     reused: int = 0
@@ -60,7 +67,12 @@ class ModelCache:
     def expect(self, count: int) -> None:
         """Announce ``count`` more models (trained or reused) for progress reporting."""
         self.planned += int(count)
-        self.progress(self.trained + self.reused, self.planned)
+        self._report()
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            done = self.trained + self.reused
+            self.progress(MODELS_PHASE, done, max(self.planned, done))
 
     def key(self, role: str, material: dict[str, Any]) -> str:
         text = json.dumps({"v": CACHE_VERSION, "role": role, **material}, sort_keys=True, default=str)
@@ -72,7 +84,7 @@ class ModelCache:
     def _count(self, role: str, what: str) -> None:
         setattr(self, what, getattr(self, what) + 1)
         self.by_role.setdefault(role, {"trained": 0, "reused": 0})[what] += 1
-        self.progress(self.trained + self.reused, max(self.planned, self.trained + self.reused))
+        self._report()
 
     def lookup(self, role: str, key: str):
         """The cached checkpoint for ``key``, or None when absent or unusable."""
@@ -146,7 +158,7 @@ def fit_cached(cache: ModelCache, role: str, material: dict[str, Any], dataset: 
             "rows_sha256": hashlib.sha256(rows.tobytes()).hexdigest(), **material}
 
     def make() -> tuple[dict[str, Any], dict[str, Any]]:
-        model, _ = fit(dataset, rows, arch, recipe, device=cache.device)
+        model, _ = fit(dataset, rows, arch, recipe, device=cache.device, progress=cache.progress)
         return model.state_dict(), model_meta(arch, recipe, dataset, extra_meta)
 
     return cache.get_or_make(role, full, make)

@@ -2,6 +2,9 @@
 
 Only typer/rich are imported here; each command imports torch and the library
 inside its function, so ``unlearn --help`` and ``unlearn methods`` stay fast.
+Every command is registered with ``HelpCommand`` (``cli/options.py``): its
+--help opens with the docstring's examples and names parameters readably.
+Shell completion: ``unlearn --install-completion`` (bash, zsh, fish, PowerShell).
 """
 
 from __future__ import annotations
@@ -11,16 +14,23 @@ from typing import Annotated, Optional
 import typer
 
 from unlearn_cli import __version__
+from unlearn_cli.cli.options import HelpCommand, HelpGroup
 
 app = typer.Typer(
     name="unlearn",
     help=(
         "Make a trained classifier forget chosen training records, and prove it.\n\n"
+        "\b\nExamples:\n"
+        "  unlearn train sample_models/moons/manifest.yaml --out moons.safetensors\n"
+        "  unlearn mark sample_models/moons/manifest.yaml --strategy random --count 20 --out forget-ids.txt\n"
+        "  unlearn forget moons.safetensors forget-ids.txt --method puma --out moons.unlearned.safetensors\n\n"
         "Checkpoints are safetensors files written by `unlearn train`; data sets are YAML manifests. "
-        "Exit codes: 0 ok, 1 internal error, 2 bad input, 3 a verification gate failed, 4 locked."
+        "Exit codes: 0 ok, 1 internal error, 2 bad input, 3 a verification gate failed, 4 locked. "
+        "Each command's --help starts with examples."
     ),
+    cls=HelpGroup,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -43,21 +53,16 @@ def _root(
 
 
 def _register() -> None:
-    from unlearn_cli.cli import attack, evaluate, forget, inspect, mark, methods, train
+    from unlearn_cli.cli import (
+        attack, calibrate, debug_labels, evaluate, forget, inspect, ledger, mark, methods, train,
+    )
 
-    app.command("train")(train.train)
-    app.command("forget")(forget.forget)
-    app.command("evaluate")(evaluate.evaluate)
-    app.command("inspect")(inspect.inspect)
-    app.command("methods")(methods.methods)
-    app.command("mark")(mark.mark)
-    app.command("attack")(attack.attack)
-    from unlearn_cli.cli import calibrate, debug_labels
-
-    app.command("debug-labels")(debug_labels.debug_labels)
-    app.command("calibrate")(calibrate.calibrate)
-    from unlearn_cli.cli import ledger
-
+    for name, function in (
+        ("train", train.train), ("forget", forget.forget), ("evaluate", evaluate.evaluate),
+        ("inspect", inspect.inspect), ("methods", methods.methods), ("mark", mark.mark),
+        ("attack", attack.attack), ("debug-labels", debug_labels.debug_labels), ("calibrate", calibrate.calibrate),
+    ):
+        app.command(name, cls=HelpCommand)(function)
     app.add_typer(ledger.app, name="ledger")
 
 

@@ -27,7 +27,8 @@ output's and the ledger's locks) with one ledger line (command "calibrate";
 --ledger, default unlearn-ledger.jsonl beside the output). Its metadata
 records the calibration under "calibration" and one "lineage" entry with
 method "calibrate". --plot FILE.png draws reliability diagrams (needs the
-plots extra: pip install 'unlearn-cli[plots]'). An existing output (the
+plots extra: pip install -e '.[plots]' in a source checkout, else
+pip install 'unlearn-cli[plots]'). An existing output (the
 checkpoint, --plot, --report) is refused unless --force is given; no output
 may be the checkpoint, its sidecars, the manifest, its data file or another output.
 """
@@ -43,7 +44,7 @@ from unlearn_cli.cli.options import (
     DAMPING_DEFAULT, SOLVER_DEFAULT, CheckpointArg, DampingOpt, DataOpt, DebugOpt, DeviceOpt, ForceOpt, JsonOpt,
     QuietOpt, ReportOpt, SeedOpt, SolverOpt,
 )
-from unlearn_cli.cli.output import command_run, fmt, key_values, show
+from unlearn_cli.cli.output import command_run, fmt, keep_whole, key_values, show
 
 METRIC_ROWS = ("accuracy", "ece", "mce", "adaptive_ece", "classwise_ece", "nll", "brier")
 
@@ -52,7 +53,7 @@ def calibrate(
     checkpoint: CheckpointArg,
     data: DataOpt = None,
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Calibrated checkpoint (default <stem>.calibrated.safetensors).")] = None,
+        "--out", "-o", metavar="FILE", help="Calibrated checkpoint (default <stem>.calibrated.safetensors).")] = None,
     ledger: Annotated[Optional[Path], typer.Option(
         "--ledger", help="Append-only JSON-lines audit log, the one forget writes to (default: "
         "unlearn-ledger.jsonl beside the output).", metavar="FILE")] = None,
@@ -66,11 +67,11 @@ def calibrate(
         "--plot", metavar="FILE.png",
         help="Write reliability diagrams before/after (needs matplotlib: the plots extra).")] = None,
     holdout: Annotated[float, typer.Option(
-        "--holdout", help="Share of the train split held out to choose eta and fit the temperature.")] = 0.2,
+        "--holdout", metavar="SHARE", help="Share of the train split held out to choose eta and fit the temperature.")] = 0.2,
     top: Annotated[Optional[int], typer.Option(
-        "--top", "-k", help="Algorithm 3's k: low-influence records to sort (default 10% of the fitting records).")] = None,
+        "--top", "-k", metavar="K", help="Algorithm 3's k: low-influence records to sort (default 10% of the fitting records).")] = None,
     eta: Annotated[Optional[float], typer.Option(
-        "--eta", help="Fixed projection rate instead of the held-out grid search.")] = None,
+        "--eta", metavar="ETA", help="Fixed projection rate instead of the held-out grid search.")] = None,
     solver: SolverOpt = SOLVER_DEFAULT,
     damping: DampingOpt = DAMPING_DEFAULT,
     force: ForceOpt = False,
@@ -86,11 +87,13 @@ def calibrate(
     \b
     Examples:
       unlearn calibrate model.safetensors
-      unlearn calibrate model.safetensors --out model.cal.safetensors --plot reliability.png
+      unlearn calibrate model.safetensors --out calibrated.safetensors \\
+          --plot reliability.png
       unlearn calibrate model.safetensors --eta 1e-3 --baseline none --json
 
     Reports ECE (15 bins), MCE, adaptive ECE, class-wise ECE, NLL, Brier,
     accuracy and the reliability table on the test split, before and after.
+    On a 2-core CPU breast-cancer takes about 10 s.
     """
     with command_run("calibrate", report=report, json_out=json_out, quiet=quiet, debug=debug, force=force) as run:
         from unlearn_cli.ops.locking import check_wait
@@ -139,7 +142,8 @@ def calibrate(
         settings.validate()
         run.data["config"] = {**settings.reported(), "device": str(dev)}
         with run.phase("calibrate"):
-            result = run_calibration(ckpt, dataset, device=dev, settings=settings)
+            with run.progress() as bar:
+                result = run_calibration(ckpt, dataset, device=dev, settings=settings, progress=bar)
         for name, value in result.timings.items():
             run.data["timings"][f"calibrate.{name}"] = round(value, 6)
         run.data["metrics"] = {**result.metrics, "eta": result.info["eta"], "algorithm3": result.info}
@@ -181,7 +185,7 @@ def _metrics_table(metrics: dict[str, Any], dataset: str):
         table.add_column(name, justify="right")
     for row in METRIC_ROWS:
         table.add_row(row, *(fmt(values[row]) if values else "-" for _, values in columns))
-    return table
+    return keep_whole(table)
 
 
 def _summary(result: Any, run: Any) -> dict[str, Any]:

@@ -38,34 +38,34 @@ from unlearn_cli.cli.options import (
     DAMPING_DEFAULT, SOLVER_DEFAULT, DampingOpt, DataOpt, DebugOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ReportOpt,
     SeedOpt, SolverOpt,
 )
-from unlearn_cli.cli.output import command_run, fmt, key_values, show
+from unlearn_cli.cli.output import command_run, fmt, keep_whole, key_values, show
 
 DEFAULT_TOP = 20
 
 
 def debug_labels(
     checkpoint: Annotated[Optional[Path], typer.Argument(
-        help="Checkpoint to debug (.safetensors); omit with --evaluate.")] = None,
+        help="Checkpoint to debug (.safetensors); omit with --evaluate.", metavar="CKPT")] = None,
     data: DataOpt = None,
     top: Annotated[Optional[int], typer.Option(
-        "--top", "-k", help=f"Records to show and write (default {DEFAULT_TOP}); also Algorithm 2's k. "
+        "--top", "-k", metavar="K", help=f"Records to show and write (default {DEFAULT_TOP}); also Algorithm 2's k. "
                             "With --evaluate: Algorithm 2's k (default: the number of flipped records).")] = None,
     ranker: Annotated[Optional[List[str]], typer.Option(
         "--ranker", "-r", metavar="puma|self-confidence|margin|grad-dot|influence",
         help="Ranking method (default puma). Repeatable with --evaluate (default: all).")] = None,
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Write the top K ids (most suspicious first) to this ids file.")] = None,
+        "--out", "-o", metavar="FILE", help="Write the top K ids (most suspicious first) to this ids file.")] = None,
     criterion: Annotated[str, typer.Option(
-        "--criterion", help="C for puma and grad-dot: accuracy (soft error, default), cross-entropy or ece.")] = "accuracy",
+        "--criterion", metavar="accuracy|cross-entropy|ece", help="C for puma and grad-dot: accuracy (soft error, default), cross-entropy or ece.")] = "accuracy",
     solver: SolverOpt = SOLVER_DEFAULT,
     damping: DampingOpt = DAMPING_DEFAULT,
     evaluate: Annotated[Optional[Path], typer.Option(
         "--evaluate", metavar="MANIFEST",
         help="Run the flipped-label evaluation protocol on this manifest instead of ranking a checkpoint.")] = None,
     flip_rate: Annotated[Optional[float], typer.Option(
-        "--flip-rate", help="With --evaluate: share of train labels flipped to another class (default 0.1).")] = None,
+        "--flip-rate", metavar="RATE", help="With --evaluate: share of train labels flipped to another class (default 0.1).")] = None,
     epochs: Annotated[Optional[int], typer.Option(
-        "--epochs", help="With --evaluate: override the default recipe's epochs.")] = None,
+        "--epochs", metavar="N", help="With --evaluate: override the default recipe's epochs.")] = None,
     force: ForceOpt = False,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
@@ -80,11 +80,15 @@ def debug_labels(
     Examples:
       unlearn debug-labels model.safetensors --top 50 --out suspects.txt
       unlearn debug-labels model.safetensors --ranker self-confidence --json
-      unlearn debug-labels --evaluate sample_models/moons/manifest.yaml --flip-rate 0.1 --seed 0
+      unlearn debug-labels --evaluate sample_models/moons/manifest.yaml \\
+          --flip-rate 0.1 --seed 0
 
     With --evaluate: flip labels of an in-memory copy of the train split, train
     the default recipe, and report the share of flips found after inspecting
     5-50% of the data for each ranker, beside the optimal and random curves.
+
+    On a 2-core CPU: a few seconds on breast-cancer and for the moons
+    evaluation; the puma ranker on mnist-5k about 30 s.
     """
     with command_run("debug-labels", report=report, json_out=json_out, quiet=quiet, debug=debug,
                      force=force) as run:
@@ -150,7 +154,8 @@ def _rank(run, checkpoint: Path, data: Optional[Path], ranker: str, top: int, ou
     run.data["config"] = {"ranker": ranker, "top": top, "seed": seed, "device": str(dev),
                           "settings": settings.reported() if about.needs_plain else {}}
     with run.phase("rank"):
-        ranking = rank(ranker, ckpt, dataset, device=dev, settings=settings)
+        with run.progress(ranker) as bar:
+            ranking = rank(ranker, ckpt, dataset, device=dev, settings=settings, progress=bar)
     shown = ranking.order[:top]
     rows = ranking.rows[shown]
     suspects = [{
@@ -194,7 +199,7 @@ def _suspects_table(title: str, suspects: list[dict[str, Any]], about: Any, info
     from rich.table import Table
 
     selected = (info.get("algorithm2") or {}).get("selected", 0)
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", caption_justify="left")
     for name in ("#", "id", "given label", "predicted", about.score, "p(given)"):
         table.add_column(name, justify="left" if name == "id" else "right")
     for s in suspects:
@@ -206,6 +211,8 @@ def _suspects_table(title: str, suspects: list[dict[str, Any]], about: Any, info
     if selected:
         notes.append("*: Algorithm 2's set S")
     table.caption = "; ".join(notes)
+    keep_whole(table)
+    table.columns[1].min_width = min(24, max((len(s["id"]) for s in suspects), default=2))  # an id stays whole
     return table
 
 
@@ -241,7 +248,7 @@ def _evaluate(run, manifest: Path, rankers: list[str], flip_rate: float, seed: i
     run.data["config"] = {"mode": "evaluate", "rankers": rankers, "flip_rate": flip_rate, "seed": seed,
                           "arch": default_arch(dataset), "epochs": epochs, "k": top, "device": str(dev),
                           "settings": settings.reported()}
-    with run.phase("evaluate"), run.progress(f"training on {dataset.name} with flipped labels") as bar:
+    with run.phase("evaluate"), run.progress() as bar:
         result = evaluate(dataset, rankers, flip_rate=flip_rate, seed=seed, device=dev, epochs=epochs, k=top,
                           settings=settings, progress=bar)
     run.data["metrics"] = result
@@ -267,4 +274,4 @@ def _curves_table(result: dict[str, Any]):
         table.add_row(name, *(f"{v:.2f}" for v in values["found"]), f"{values['seconds']:.2f}")
     table.add_row("optimal", *(f"{v:.2f}" for v in result["optimal"]), "", style="dim")
     table.add_row("random", *(f"{v:.2f}" for v in result["random"]), "", style="dim")
-    return table
+    return keep_whole(table)

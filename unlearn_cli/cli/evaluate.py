@@ -2,7 +2,8 @@
 
 Examples:
     unlearn evaluate sample_models/moons/model.safetensors
-    unlearn evaluate model.safetensors --data other.yaml --json
+    unlearn evaluate sample_models/mnist-5k/model.safetensors --device cpu --json
+    unlearn evaluate moons.safetensors --data sample_models/moons/manifest.yaml --report eval.json
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ def evaluate(
     seed: SeedOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Accuracy, loss and ECE (15 bins) per split."""
+    """Accuracy, loss and ECE (15 bins) per split.
+
+    \b
+    Examples:
+      unlearn evaluate sample_models/moons/model.safetensors
+      unlearn evaluate sample_models/mnist-5k/model.safetensors --device cpu --json
+
+    --data defaults to the manifest recorded in the checkpoint.
+    """
     with command_run("evaluate", report=report, json_out=json_out, quiet=quiet, debug=debug, force=force) as run:
         run.claim([("input checkpoint", checkpoint), ("--data manifest", data)], [])
         run.preload("torch")  # timed as startup_s, outside total_s

@@ -1,9 +1,9 @@
 """unlearn forget: remove the influence of requested records from a checkpoint.
 
 Examples:
-    unlearn forget model.safetensors ids.txt --method puma
+    unlearn forget model.safetensors ids.txt --method puma --out model.puma.safetensors
     unlearn forget model.safetensors a.txt b.txt --method puma --set eta=0.05 --out patched.safetensors
-    unlearn forget model.safetensors ids.txt --method retrain --json > report.json
+    unlearn forget model.safetensors ids.txt --method retrain --out model.retrained.safetensors --json > report.json
     cat ids.txt | unlearn forget model.safetensors - --method puma --set solver=cg
     unlearn forget model.safetensors --queue /var/spool/unlearn --in-place --wait 600 --json  # from cron
 
@@ -41,16 +41,21 @@ from unlearn_cli.errors import one_line
 def forget(
     checkpoint: CheckpointArg,
     requests: Annotated[
-        Optional[List[str]], typer.Argument(help="Request (ids) files; '-' reads stdin. Omit with --queue.")
+        Optional[List[str]], typer.Argument(help="Request (ids) files; '-' reads stdin. Omit with --queue.",
+                                            metavar="IDS_FILE")
     ] = None,
-    method: Annotated[str, typer.Option("--method", "-m", help="Unlearning method (see `unlearn methods`).")] = "puma",
+    method: Annotated[str, typer.Option("--method", "-m", help="Unlearning method (see `unlearn methods`).",
+                                        metavar="NAME")] = "puma",
     data: DataOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output checkpoint.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Output checkpoint (default <stem>.unlearned.safetensors beside the input).",
+        metavar="FILE")] = None,
     config: Annotated[
-        Optional[Path], typer.Option("--config", help="YAML file of method options.")
+        Optional[Path], typer.Option("--config", help="YAML file of method options.", metavar="FILE.yaml")
     ] = None,
     set_: Annotated[
-        Optional[List[str]], typer.Option("--set", help="Method option key=value (repeatable).")
+        Optional[List[str]], typer.Option("--set", help="Method option key=value (repeatable; see "
+                                          "`unlearn methods`).", metavar="KEY=VALUE")
     ] = None,
     ignore_unknown: Annotated[
         bool, typer.Option("--ignore-unknown", help="Skip IDs not in the train split instead of failing.")
@@ -79,7 +84,20 @@ def forget(
     seed: SeedOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Remove the influence of the requested records; write a new checkpoint, a ledger line and a report."""
+    """Remove the influence of the requested records; write a new checkpoint, a ledger line and a report.
+
+    \b
+    Examples:
+      unlearn forget model.safetensors ids.txt --method puma \\
+          --out puma.safetensors
+      unlearn forget model.safetensors ids.txt --method retrain \\
+          --out retrained.safetensors --json > retrain.json
+      unlearn forget model.safetensors --queue spool/ --in-place --wait 600
+
+    On a 2-core CPU: a few seconds on breast-cancer; on mnist-5k PUMA's first
+    request about 25 s and retrain about 90 s. The input is never modified
+    (without --in-place); an existing output is refused unless --force.
+    """
     refused: list = []
     with command_run("forget", report=report, json_out=json_out, quiet=quiet, debug=debug, force=force) as run:
         _check_paths(run, checkpoint, list(requests or []), out, config, data, queue, ledger, in_place, force)
@@ -103,7 +121,8 @@ def forget(
             device=resolve_device(device), seed=seed, queue=queue, ledger=ledger, in_place=in_place, wait=wait,
             ledger_key=ledger_key,
         )
-        fields = run_forget(job, warn=run.warn, timings=run.data["timings"])
+        with run.progress() as bar:
+            fields = run_forget(job, warn=run.warn, timings=run.data["timings"], progress=bar)
         run.data.update({k: v for k, v in fields.items() if k != "timings"})
         refused = (fields.get("queue") or {}).get("failed") or []
         show(run, *_summary(fields, method, run.data["timings"], refused))
@@ -146,7 +165,7 @@ def _summary(fields: dict, method: str, timings: dict, refused: list) -> list:
     }
     summary = {"method": method, "forgotten": m["forgotten"], "already removed": m["already_removed"], **queue,
                "output": fields["outputs"]["checkpoint"]["path"], "ledger": fields["ledger"]["path"],
-               "method time (s)": round(timings.get("method_s", 0.0), 3)}
+               "method time (s)": f"{timings.get('method_s', 0.0):.2f}"}
     for key in ("eta", "solver", "damping", "solve_residual"):
         if key in m["method"]:
             summary[key] = m["method"][key]

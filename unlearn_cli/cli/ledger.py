@@ -1,9 +1,9 @@
 """unlearn ledger check: answer an auditor from the deletion ledger.
 
 Examples:
-    unlearn ledger check /srv/models/unlearn-ledger.jsonl alice@example.com 4711
-    unlearn ledger check unlearn-ledger.jsonl 17 --checkpoint model.safetensors --ledger-key /etc/unlearn/key
-    unlearn ledger check unlearn-ledger.jsonl 17 18 --json > audit.json
+    unlearn ledger check unlearn-ledger.jsonl 8 20
+    unlearn ledger check unlearn-ledger.jsonl 8 --checkpoint moons.unlearned.safetensors --json > audit.json
+    unlearn ledger check /srv/models/unlearn-ledger.jsonl alice@example.com 4711 --ledger-key /etc/unlearn/key
 
 For each ID: the runs that removed it (run id, time, output path and sha256)
 and, for each --checkpoint, whether that checkpoint no longer holds it (a run
@@ -20,18 +20,23 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from unlearn_cli.cli.options import DebugOpt, JsonOpt, LedgerKeyOpt, QuietOpt, ReportOpt
+from unlearn_cli.cli.options import DebugOpt, HelpCommand, HelpGroup, JsonOpt, LedgerKeyOpt, QuietOpt, ReportOpt
 from unlearn_cli.cli.output import command_run, show
 
-app = typer.Typer(name="ledger", help="Read the deletion ledger (audits).", no_args_is_help=True,
-                  add_completion=False, rich_markup_mode=None)
+app = typer.Typer(
+    name="ledger", cls=HelpGroup, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+    help="Read the deletion ledger (audits).\n\n\b\nExamples:\n"
+         "  unlearn ledger check unlearn-ledger.jsonl 8 20\n"
+         "  unlearn ledger check unlearn-ledger.jsonl 8 --checkpoint moons.unlearned.safetensors --json\n\n"
+         "forget and calibrate append one JSON line per run to the ledger, beside their output by default.",
+)
 
 
-@app.command("check")
+@app.command("check", cls=HelpCommand)
 def check(
     ledger: Annotated[Path, typer.Argument(help="The ledger (JSON lines) forget and calibrate append to.",
                                            metavar="LEDGER")],
-    ids: Annotated[Optional[List[str]], typer.Argument(help="Record IDs to look up.", metavar="ID...")] = None,
+    ids: Annotated[Optional[List[str]], typer.Argument(help="Record IDs to look up.", metavar="ID")] = None,
     checkpoint: Annotated[
         Optional[List[Path]], typer.Option("--checkpoint", help="Also tell whether this checkpoint no longer "
                                            "holds each ID (repeatable).", metavar="CKPT")
@@ -42,7 +47,16 @@ def check(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Which runs removed these IDs, and whether the given checkpoints still hold them."""
+    """Which runs removed these IDs, and whether the given checkpoints still hold them.
+
+    \b
+    Examples:
+      unlearn ledger check unlearn-ledger.jsonl 8 20
+      unlearn ledger check unlearn-ledger.jsonl 8 --checkpoint moons.unlearned.safetensors --json
+      unlearn ledger check /srv/models/unlearn-ledger.jsonl 8 --ledger-key /etc/unlearn/key
+
+    Exit 0 when every ID was removed (from every checkpoint given), 3 when some were not.
+    """
     with command_run("ledger check", report=report, json_out=json_out, quiet=quiet, debug=debug) as run:
         from unlearn_cli.errors import GateFailed
         from unlearn_cli.forget.audit import check_ids

@@ -17,8 +17,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from unlearn_cli.cli.options import DebugOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.options import DebugOpt, ForceOpt, JsonOpt, QuietOpt, ReportOpt
 from unlearn_cli.cli.output import command_run, show
+
+
+#: what each ``Method.requires`` asks of the checkpoint, as the command that makes one
+NEEDS = {"plain": "any checkpoint", "sisa": "train --sisa-shards", "update-log": "train --track-updates"}
+
+
+def _needs(requires: str) -> str:
+    return NEEDS.get(requires, requires)
 
 
 def _plugin_table(kind: str, found: dict):
@@ -40,27 +48,36 @@ def _list_all(run) -> None:
     from unlearn_cli.methods.registry import describe
 
     found = {kind: plugins.available(kind) for kind in plugins.KINDS}
-    run.data["metrics"] = {"methods": {n: describe(n)["summary"] for n in found["methods"]},
+    described = {n: describe(n) for n in found["methods"]}
+    run.data["metrics"] = {"methods": {n: info["summary"] for n, info in described.items()},
                            "plugins": {kind: list(entries) for kind, entries in found.items()}}
     table = Table(title="methods", title_justify="left")
-    table.add_column("name")
+    table.add_column("name", no_wrap=True)
+    table.add_column("needs", no_wrap=True)
     table.add_column("summary")
-    for n, summary in run.data["metrics"]["methods"].items():
-        table.add_row(n, summary)
+    for n, info in described.items():
+        table.add_row(n, _needs(info["requires"]), info["summary"])
     show(run, table, *(_plugin_table(kind, entries) for kind, entries in found.items() if kind != "methods"))
 
 
 def methods(
-    name: Annotated[Optional[str], typer.Argument(help="Show this method's options.")] = None,
+    name: Annotated[Optional[str], typer.Argument(metavar="METHOD", help="Show this method's options.")] = None,
     force: ForceOpt = False,
     report: ReportOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """List the plugins by kind (methods with their summaries), or show one method's options and defaults."""
+    """List the plugins by kind (methods with what each needs), or show one method's options and defaults.
+
+    \b
+    Examples:
+      unlearn methods
+      unlearn methods puma
+      unlearn methods --json
+
+    A method's options are set with `unlearn forget --set key=value` or --config FILE.yaml.
+    """
     with command_run("methods", report=report, json_out=json_out, quiet=quiet, debug=debug, force=force) as run:
         run.claim([], [])  # no input files: --report only has to be new (or --force)
         from rich.table import Table
@@ -72,11 +89,13 @@ def methods(
             return
         info = describe(name)
         run.data["metrics"] = {"method": info}
-        table = Table(title=f"{name}: {info['summary']}", title_justify="left")
+        table = Table(title=f"{name}: {info['summary']}\nneeds: {_needs(info['requires'])}", title_justify="left")
         for col in ("option", "type", "default", "range", "meaning"):
             table.add_column(col)
         for opt in info["options"]:
             table.add_row(opt["name"], opt["type"], str(opt["default"]), opt.get("range") or "", opt["doc"])
+        if not info["options"]:
+            table.add_row("(none)", "", "", "", "this method takes no options")
         show(run, table)
         if info.get("details") and not (json_out or quiet):
             run.out.print(info["details"])

@@ -19,7 +19,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from rich.console import Console
 from rich.table import Table
@@ -27,6 +27,7 @@ from rich.table import Table
 from unlearn_cli import __version__
 from unlearn_cli.cli.errors import fail
 from unlearn_cli.errors import one_line
+from unlearn_cli.ops.progress import Progress, silent
 
 
 def _clean(value: Any) -> Any:
@@ -42,6 +43,61 @@ def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0.0, seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class _Bars:
+    """One transient rich bar per progress phase on stderr; a phase reported again from 0 starts over."""
+
+    def __init__(self, console: Console, label: str | None):
+        from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn
+        from rich.progress import Progress as RichProgress
+        from rich.text import Text
+
+        class Times(ProgressColumn):
+            """Elapsed and time left from the mean pace since the phase began: an estimate after the first unit.
+
+            Rich's own estimate looks at the last 30 s only, so units slower than
+            that (one LiRA reference model) never gave it an estimate.
+            """
+
+            def render(self, task) -> Text:
+                elapsed = task.elapsed or 0.0
+                if task.finished or not task.completed or not task.total:
+                    left = "-:--:--" if not task.finished else "0:00:00"
+                else:
+                    left = _clock(elapsed * (task.total - task.completed) / task.completed)
+                return Text(f"{_clock(elapsed)} elapsed, eta {left}", style="progress.remaining")
+
+        self.label = label
+        self.tasks: dict[str, tuple[Any, int, int]] = {}  # phase -> (task, done, total)
+        self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
+                                Times(), console=console, transient=True)
+
+    def __enter__(self) -> "_Bars":
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.stop()
+
+    def update(self, phase: str, done: int, total: int) -> None:
+        done, total = int(done), max(int(total), int(done))
+        known = self.tasks.get(phase)
+        if known is None:
+            name = f"{self.label}: {phase}" if self.label else phase
+            task = self.bar.add_task(name, total=total, completed=done)
+        else:
+            task, before, before_total = known
+            if done < before or total != before_total:
+                self.bar.reset(task, total=total, completed=done)  # the phase starts over (the next model)
+            else:
+                self.bar.update(task, completed=done)
+        self.tasks[phase] = (task, done, total)
 
 
 class Run:
@@ -149,26 +205,24 @@ class Run:
 
     @property
     def show_progress(self) -> bool:
-        return not self.quiet and sys.stderr.isatty()
+        """Bars only on a terminal: never under --quiet or --json (a machine reads the run), never in a pipe
+        or a CI log (no control characters), never on a terminal that cannot move the cursor (TERM=dumb).
+        """
+        return (not self.quiet and not self.json_out and sys.stderr.isatty()
+                and os.environ.get("TERM") != "dumb")
 
     @contextmanager
-    def progress(self, description: str) -> Iterator[Callable[[int, int], None]]:
-        """A ``progress(done, total)`` callback drawn as a rich bar on stderr (TTY only)."""
+    def progress(self, label: str | None = None) -> Iterator[Progress]:
+        """A ``progress(phase, done, total)`` callback (``ops.progress``) for the library.
+
+        On a terminal each phase is one rich bar on stderr (``label: phase``, done/total,
+        elapsed, time left); otherwise the callback does nothing.
+        """
         if not self.show_progress:
-            yield lambda done, total: None
+            yield silent
             return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TimeRemainingColumn(), console=self.err, transient=True,
-        ) as bar:
-            task = bar.add_task(description, total=None)
-
-            def update(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
-            yield update
+        with _Bars(self.err, label) as bars:
+            yield bars.update
 
     # -- finishing ----------------------------------------------------------
     def _final(self) -> dict[str, Any]:
@@ -238,11 +292,36 @@ def command_run(
 
 
 def fmt(value: Any, digits: int = 4) -> str:
+    """A cell's text: ``digits`` decimals; a non-zero float that would print as 0.0000 in scientific notation."""
     if value is None:
         return "-"
     if isinstance(value, float):
+        if value != 0 and math.isfinite(value) and abs(value) < 0.5 * 10 ** -digits:
+            return f"{value:.2e}"
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def keep_whole(table: Table) -> Table:
+    """Let a table narrow to the terminal without cutting a number.
+
+    Numeric (right-justified) columns never shrink below their widest cell or
+    their header's longest word (a header wraps at its spaces); text columns
+    wrap at spaces and fold a word longer than the column instead of ending it
+    with an ellipsis. Every table a command prints goes through here.
+    """
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    def width(cell: Any) -> int:
+        return cell.cell_len if isinstance(cell, Text) else cell_len(Text.from_markup(str(cell)).plain)
+
+    for column in table.columns:
+        column.overflow = "fold"
+        if column.justify == "right":
+            words = str(column.header).split() or [""]
+            column.min_width = max([1, *(width(c) for c in column.cells), *(cell_len(w) for w in words)])
+    return table
 
 
 def split_table(title: str, metrics: dict[str, dict[str, Any]], columns=("n", "accuracy", "loss", "ece")) -> Table:
@@ -254,7 +333,7 @@ def split_table(title: str, metrics: dict[str, dict[str, Any]], columns=("n", "a
     for split, values in metrics.items():
         if isinstance(values, dict):
             table.add_row(split, *(fmt(values.get(c)) for c in columns))
-    return table
+    return keep_whole(table)
 
 
 def key_values(title: str, rows: dict[str, Any]) -> Table:
@@ -263,7 +342,7 @@ def key_values(title: str, rows: dict[str, Any]) -> Table:
     table.add_column("value")
     for key, value in rows.items():
         table.add_row(str(key), fmt(value) if not isinstance(value, (dict, list)) else json.dumps(_clean(value)))
-    return table
+    return keep_whole(table)
 
 
 def show(run: Run, *renderables: Any) -> None:

@@ -3,13 +3,14 @@
 Examples:
     unlearn train sample_models/moons/manifest.yaml --out moons.safetensors
     unlearn train sample_models/mnist-5k/manifest.yaml --arch cnn --epochs 10 --out mnist.safetensors
-    unlearn train data.yaml --arch mlp --hidden 128,64 --lr 0.005 --seed 3 --out model.safetensors --json
-    unlearn train data.yaml --sisa-shards 5 --sisa-slices 4 --out sisa.safetensors      # for --method sisa
-    unlearn train data.yaml --track-updates --out logged.safetensors                   # for --method amnesiac
+    unlearn train sample_models/radial/manifest.yaml --hidden 128,64 --lr 0.005 --seed 3 --out radial.safetensors
+    unlearn train sample_models/moons/manifest.yaml --sisa-shards 5 --sisa-slices 4 --out sisa.safetensors
+    unlearn train sample_models/moons/manifest.yaml --track-updates --out logged.safetensors
 
---sisa-shards/--sisa-slices write a SISA ensemble (tensors prefixed shard{i}.) and
-a sidecar with every constituent's state after every slice; --track-updates
-writes a plain model and a sidecar with every batch's parameter update. Sidecars
+--sisa-shards/--sisa-slices write a SISA ensemble for ``forget --method sisa``
+(tensors prefixed shard{i}.) and a sidecar with every constituent's state after
+every slice; --track-updates writes a plain model for ``--method amnesiac`` and a
+sidecar with every batch's parameter update. Sidecars
 are named <sha256[:16]>.<name>.safetensors beside the checkpoint.
 
 An existing --out (or --report) is refused unless --force is given; then it
@@ -42,20 +43,25 @@ def _widths(text: str | None) -> list[int] | None:
 
 
 def train(
-    manifest: Annotated[Path, typer.Argument(help="Dataset manifest (YAML).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.safetensors).")],
-    arch: Annotated[str, typer.Option("--arch", help="linear, mlp, cnn, densenet or a plugin architecture.")] = "mlp",
-    hidden: Annotated[Optional[str], typer.Option("--hidden", help="MLP hidden widths, e.g. 64,32 (the paper's).")] = None,
-    activation: Annotated[Optional[str], typer.Option("--activation", help="MLP activation: relu or sigmoid.")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs (default per architecture).")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Mini-batch size.")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="L2 coefficient.")] = None,
-    optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="adam or sgd.")] = None,
+    manifest: Annotated[Path, typer.Argument(metavar="MANIFEST", help="Dataset manifest (YAML).")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="CKPT", help="Checkpoint to write (.safetensors).")],
+    arch: Annotated[str, typer.Option("--arch", metavar="NAME", help="linear, mlp, cnn, densenet or a plugin "
+                                      "architecture (package.module:callable).")] = "mlp",
+    hidden: Annotated[Optional[str], typer.Option(
+        "--hidden", metavar="WIDTHS", help="MLP hidden widths, e.g. 64,32 (the paper's).")] = None,
+    activation: Annotated[Optional[str], typer.Option(
+        "--activation", metavar="relu|sigmoid", help="MLP activation (default relu).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        "--epochs", metavar="N", help="Epochs (default per architecture).")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", metavar="F", help="Learning rate.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", metavar="N", help="Mini-batch size.")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(
+        "--weight-decay", metavar="F", help="L2 coefficient.")] = None,
+    optimizer: Annotated[Optional[str], typer.Option("--optimizer", metavar="adam|sgd", help="Optimizer.")] = None,
     sisa_shards: Annotated[Optional[int], typer.Option(
-        "--sisa-shards", help="SISA: train this many isolated constituents on disjoint shards.")] = None,
+        "--sisa-shards", metavar="S", help="SISA: train this many isolated constituents on disjoint shards.")] = None,
     sisa_slices: Annotated[Optional[int], typer.Option(
-        "--sisa-slices", help="SISA: slices per shard, trained incrementally (default 1).")] = None,
+        "--sisa-slices", metavar="R", help="SISA: slices per shard, trained incrementally (default 1).")] = None,
     sisa_aggregate: Annotated[Optional[str], typer.Option(
         "--sisa-aggregate", help="SISA prediction: vote (majority, default) or mean (softmax).",
         metavar="vote|mean")] = None,
@@ -69,7 +75,18 @@ def train(
     seed: SeedOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Train a classifier on a manifest's train split and write a checkpoint."""
+    """Train a classifier on a manifest's train split and write a checkpoint.
+
+    \b
+    Examples:
+      unlearn train sample_models/moons/manifest.yaml --out moons.safetensors
+      unlearn train sample_models/mnist-5k/manifest.yaml --arch cnn --epochs 10 --out mnist.safetensors
+      unlearn train sample_models/moons/manifest.yaml --sisa-shards 5 --sisa-slices 4 --out sisa.safetensors
+
+    --sisa-shards writes a SISA ensemble (for `unlearn forget --method sisa`);
+    --track-updates records every batch's update (for --method amnesiac).
+    An existing --out is refused unless --force is given.
+    """
     with command_run("train", report=report, json_out=json_out, quiet=quiet, debug=debug, force=force) as run:
         run.output_checked("--out", out)
         run.claim([("manifest", manifest)], [("--out", out)])

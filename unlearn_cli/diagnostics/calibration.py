@@ -32,6 +32,7 @@ import numpy as np
 from unlearn_cli.diagnostics.algorithms import algorithm3
 from unlearn_cli.diagnostics.calibration_metrics import calibration_metrics, fit_temperature, softmax
 from unlearn_cli.errors import BadInput
+from unlearn_cli.ops.progress import Counter, Progress
 from unlearn_cli.influence.settings import MAX_ETA, MIN_ETA, InfluenceSettings
 from unlearn_cli.options import MAX_COUNT, MAX_SEED, option
 
@@ -89,7 +90,9 @@ def split_holdout(rows: np.ndarray, share: float, seed: int) -> tuple[np.ndarray
 
 
 def calibrate(checkpoint: Any, dataset: Any, *, device: Any = "cpu",
-              settings: CalibrationSettings | None = None) -> CalibrationResult:
+              settings: CalibrationSettings | None = None, progress: Progress | None = None) -> CalibrationResult:
+    """Algorithm 3 and PUMA's patch on one checkpoint; ``progress`` (``ops.progress``) hears the
+    curvature build, the psi pass and the eta grid."""
     from unlearn_cli.influence.engine import InfluenceEngine
 
     settings = settings or CalibrationSettings()
@@ -106,7 +109,7 @@ def calibrate(checkpoint: Any, dataset: Any, *, device: Any = "cpu",
 
     t0 = time.perf_counter()
     engine = InfluenceEngine.build(checkpoint, dataset, device=device, criterion="ece", settings=settings,
-                                   seed=settings.seed, criterion_rows=fit_rows)
+                                   seed=settings.seed, criterion_rows=fit_rows, progress=progress)
     timings["engine_s"] = time.perf_counter() - t0
     work = _Calibration(engine, dataset, settings, fit_rows, held)
 
@@ -163,7 +166,8 @@ class _Calibration:
 
         engine, fit_rows = self.engine, self.fit_rows
         x_fit, y_fit = engine.rows(fit_rows)
-        influence = psi(self.fmodel, engine.objective, x_fit, y_fit, engine.v).double().cpu().numpy()
+        influence = psi(self.fmodel, engine.objective, x_fit, y_fit, engine.v, progress=engine.progress)
+        influence = influence.double().cpu().numpy()
         confidence = softmax(self.logits(self.fmodel.params, fit_rows)).max(1)
         k = self.settings.k or max(1, int(round(0.1 * len(fit_rows))))
         sets = algorithm3(influence, confidence, k)
@@ -195,7 +199,8 @@ class _Calibration:
         engine = self.engine
         return puma_patch(self.fmodel, engine.objective, engine.criterion, engine.solver, engine.v,
                           engine.rows(self.forget), engine.rows(self.upweight), engine.rows(self.held),
-                          PatchSettings(eta=eta), residual_matvec=engine.residual_matvec() if residual else None)
+                          PatchSettings(eta=eta), residual_matvec=engine.residual_matvec() if residual else None,
+                          progress=engine.progress)
 
     def patch(self, before_held: dict[str, Any], info: dict[str, Any], timings: dict[str, float]):
         """(chosen eta or None, the patch at it or None): the grid walked along one direction on the held-out set."""
@@ -203,7 +208,11 @@ class _Calibration:
         settings = self.settings
         grid = _eta_grid(settings)
         first = self._puma_patch(grid[0])
-        measured = [self.measure(self.fmodel.shifted(eta * first.direction), self.held) for eta in grid]
+        tick = Counter(self.engine.progress, "eta grid", len(grid))
+        measured = []
+        for eta in grid:
+            measured.append(self.measure(self.fmodel.shifted(eta * first.direction), self.held))
+            tick()
         tried = {f"{eta:.3g}": {"held_out_ece": m["ece"], "held_out_accuracy": m["accuracy"]}
                  for eta, m in zip(grid, measured)}
         chosen = grid[0] if settings.eta is not None else _choose_eta(grid, measured, before_held)

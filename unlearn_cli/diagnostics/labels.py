@@ -18,6 +18,7 @@ import numpy as np
 
 from unlearn_cli.diagnostics.rankers import RankInput, RankSettings, check_ranker, given_confidence
 from unlearn_cli.errors import BadInput
+from unlearn_cli.ops.progress import Counter, Progress, within
 
 FRACTIONS = (0.05, 0.10, 0.20, 0.30, 0.50)  # shares of the data inspected, as in Figure 4
 
@@ -49,8 +50,11 @@ def _probabilities(checkpoint: Any, dataset: Any, rows: np.ndarray, device: Any)
 
 
 def rank(ranker: str, checkpoint: Any, dataset: Any, *, device: Any = "cpu",
-         settings: RankSettings | None = None) -> Ranking:
-    """Order the train split of ``dataset``, most suspicious first, with one ranker."""
+         settings: RankSettings | None = None, progress: Progress | None = None) -> Ranking:
+    """Order the train split of ``dataset``, most suspicious first, with one ranker.
+
+    ``progress`` (``ops.progress``) hears the ranker's passes (curvature build, psi).
+    """
     chosen = check_ranker(ranker)
     settings = settings or RankSettings()
     if chosen.needs_plain and checkpoint.kind != "plain":
@@ -63,7 +67,7 @@ def rank(ranker: str, checkpoint: Any, dataset: Any, *, device: Any = "cpu",
     rows = dataset.train_indices()
     t0 = time.perf_counter()
     probs = _probabilities(checkpoint, dataset, rows, device)
-    score, order, details = chosen().rank(RankInput(checkpoint, dataset, rows, device, settings, probs))
+    score, order, details = chosen().rank(RankInput(checkpoint, dataset, rows, device, settings, probs, progress))
     seconds = time.perf_counter() - t0
     return Ranking(ranker, rows, np.asarray(score, dtype=np.float64), np.asarray(order, dtype=np.int64),
                    given_confidence(probs, dataset.y[rows]), probs.argmax(1), seconds, details)
@@ -129,7 +133,7 @@ def evaluate(
     k: int | None = None,
     settings: RankSettings | None = None,
     variants: dict[str, tuple[str, dict[str, Any]]] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     on_ranker: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The Figure 4 / Table 3 protocol on one data set; nothing is written to disk.
@@ -141,6 +145,8 @@ def evaluate(
     2's k (default: the number of flipped records). ``variants`` adds rankings
     under their own labels with changed settings, e.g.
     ``{"puma (C=cross-entropy)": ("puma", {"criterion": "cross-entropy"})}``.
+    ``progress`` (``ops.progress``) hears the training (``train: epoch``), ``rankers``
+    done of all, and each ranker's passes.
     """
     from unlearn_cli.models.predict import predict_logits
     from unlearn_cli.models.checkpoint import Checkpoint
@@ -162,8 +168,9 @@ def evaluate(
     arch = default_arch(dataset)
     spec = arch_spec_for(corrupted, arch, None, None)
     recipe = default_recipe(arch, seed=seed, epochs=epochs)
+    rankers_done = Counter(progress, "rankers", len(runs))  # the total shows while the model trains
     t0 = time.perf_counter()
-    model, losses = fit(corrupted, train, spec, recipe, device=device, progress=progress)
+    model, losses = fit(corrupted, train, spec, recipe, device=device, progress=within(progress, "train"))
     train_s = time.perf_counter() - t0
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     checkpoint = Checkpoint(state, base_meta(spec, recipe, corrupted, corrupted.manifest_path), None, None)
@@ -179,7 +186,9 @@ def evaluate(
     for label, name, overrides in runs:
         if on_ranker is not None:
             on_ranker(label)
-        ranking = rank(name, checkpoint, corrupted, device=device, settings=dataclasses.replace(base, **overrides))
+        ranking = rank(name, checkpoint, corrupted, device=device, settings=dataclasses.replace(base, **overrides),
+                       progress=within(progress, label))
+        rankers_done()
         results[label] = {
             "found": share_found(ranking.ranked_rows(), flipped),
             "seconds": ranking.seconds,

@@ -12,7 +12,8 @@ from typing import Any
 
 from unlearn_cli.errors import BadInput
 
-INSTALL_HINT = "pip install 'unlearn-cli[plots]'"
+#: A source checkout installs its own extra; pip's index knows only the released package.
+INSTALL_HINT = "pip install -e '.[plots]' (from a source checkout) or pip install 'unlearn-cli[plots]'"
 
 
 def require_matplotlib() -> None:

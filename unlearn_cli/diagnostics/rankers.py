@@ -37,6 +37,7 @@ import numpy as np
 from unlearn_cli import plugins
 from unlearn_cli.diagnostics.algorithms import algorithm2_order
 from unlearn_cli.errors import BadInput
+from unlearn_cli.ops.progress import Counter, Progress
 from unlearn_cli.influence.settings import CRITERION_CHOICES, InfluenceSettings
 from unlearn_cli.options import MAX_COUNT, MAX_SEED, option
 
@@ -65,6 +66,7 @@ class RankInput:
     device: Any
     settings: RankSettings
     probs: np.ndarray           # predicted class probabilities for each of ``rows``
+    progress: Progress | None = None  # ``ops.progress``: the curvature build, psi and per-record passes
 
     def given_confidence(self) -> np.ndarray:
         return given_confidence(self.probs, self.dataset.y[self.rows])
@@ -92,7 +94,7 @@ def _engine(given: RankInput):
 
     s = given.settings
     return InfluenceEngine.build(given.checkpoint, given.dataset, device=given.device, criterion=s.criterion,
-                                 settings=s, seed=s.seed)
+                                 settings=s, seed=s.seed, progress=given.progress)
 
 
 class PumaRanker(Ranker):
@@ -128,7 +130,8 @@ class PumaRanker(Ranker):
 
         engine = _engine(given)
         x, y = engine.rows(given.rows)
-        influence = psi(engine.fmodel, engine.objective, x, y, engine.v).double().cpu().numpy()
+        influence = psi(engine.fmodel, engine.objective, x, y, engine.v, progress=given.progress)
+        influence = influence.double().cpu().numpy()
         order, a2 = algorithm2_order(influence, given.given_confidence(), given.settings.k)
         info = {"criterion": given.settings.criterion, "algorithm2": a2, "engine": engine.info,
                 "engine_timings": dict(engine.timings)}
@@ -177,7 +180,7 @@ class GradDot(Ranker):
         objective = Objective(weight_decay=float(checkpoint.training.get("weight_decay", 0.0)))
         x, y = tensors(given.dataset, given.rows, given.device)
         _, grad_c = criterion_grad(fmodel, get_criterion(criterion), x, y)
-        score = psi(fmodel, objective, x, y, grad_c).double().cpu().numpy()
+        score = psi(fmodel, objective, x, y, grad_c, progress=given.progress).double().cpu().numpy()
         return score, np.argsort(score, kind="stable"), {"criterion": criterion, "parameters": fmodel.size}
 
 
@@ -201,6 +204,7 @@ class SelfInfluence(Ranker):
         chunk = max(1, min(512, 16_000_000 // max(size, 1)))  # bounds the (chunk x parameters) gradient block
         exact = isinstance(engine.solver, ExactSolver)
         out = []
+        tick = Counter(given.progress, "self-influence", len(given.rows))
         for start in range(0, len(given.rows), chunk):
             grads = per_record_grads(engine.fmodel, engine.objective, x[start:start + chunk], y[start:start + chunk])
             if exact:  # every record's iHVP in one batched triangular solve
@@ -208,6 +212,7 @@ class SelfInfluence(Ranker):
             else:
                 solved = torch.stack([engine.solver.solve(g) for g in grads]).double()
             out.append((grads.double() * solved).sum(1).cpu())
+            tick(len(grads))
         score = torch.cat(out).numpy() if out else np.zeros(0)
         return score, np.argsort(-score, kind="stable"), {"engine": engine.info, "batched_exact_solve": exact}
 

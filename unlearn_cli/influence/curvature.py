@@ -27,6 +27,7 @@ from torch.func import grad, jvp, vmap
 from unlearn_cli.errors import BadInput
 from unlearn_cli.influence.layers import pseudo_gradients
 from unlearn_cli.influence.scores import FunctionalModel, chunks
+from unlearn_cli.ops.progress import Counter, Progress
 
 # -- matrix-free curvature-vector products ----------------------------------
 
@@ -76,26 +77,31 @@ def hessian_matvec(fmodel: FunctionalModel, x: torch.Tensor, y: torch.Tensor, v:
 
 # -- explicit matrices ---------------------------------------------------------
 
-def ggn_rows(fmodel: FunctionalModel, x: torch.Tensor, chunk: int = 512) -> Iterator[torch.Tensor]:
+def ggn_rows(fmodel: FunctionalModel, x: torch.Tensor, chunk: int = 512,
+             progress: Progress | None = None) -> Iterator[torch.Tensor]:
     """Blocks of rows U (float64) with sum_i U_i^T U_i = sum_i J_i^T (diag p_i - p_i p_i^T) J_i.
 
     The rows are per-record pseudo-loss gradients taken through layer hooks (see
     layers.py); layers the hooks do not know fall back to batched Jacobians
-    (vmap(jacrev)), which are slower.
+    (vmap(jacrev)), which are slower. ``progress`` hears ``GGN rows`` (records done).
     """
     P = fmodel.size
     n = len(x)
     slices = list(chunks(n, chunk))
     if not slices:
         return
+    tick = Counter(progress, "curvature: GGN rows", n)
     try:  # unknown layers show on the first block
         first = pseudo_gradients(fmodel, x[slices[0]]).reshape(-1, P).double()
     except BadInput:
         first = None
     if first is not None:
+        tick(slices[0].stop - slices[0].start)
         yield first
         for sl in slices[1:]:
-            yield pseudo_gradients(fmodel, x[sl]).reshape(-1, P).double()
+            block = pseudo_gradients(fmodel, x[sl]).reshape(-1, P).double()
+            tick(sl.stop - sl.start)
+            yield block
         return
     from torch.func import jacrev
 
@@ -111,22 +117,29 @@ def ggn_rows(fmodel: FunctionalModel, x: torch.Tensor, chunk: int = 512) -> Iter
         J = torch.cat([jac[k].reshape(len(xb), p.shape[1], -1) for k in fmodel.params], 2).double()
         sq = p.sqrt()
         B = torch.diag_embed(sq) - sq[:, :, None] * p[:, None, :]
+        tick(len(xb))
         yield (B @ J).reshape(-1, P)
 
 
-def dense_ggn(fmodel: FunctionalModel, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+def dense_ggn(fmodel: FunctionalModel, x: torch.Tensor, chunk: int = 512,
+              progress: Progress | None = None) -> torch.Tensor:
     """(1/N) sum_i U_i^T U_i in float64: exactly (1/N) sum_i J_i^T (diag p_i - p_i p_i^T) J_i."""
     P = fmodel.size
     G = torch.zeros(P, P, dtype=torch.float64, device=x.device)
-    for U in ggn_rows(fmodel, x, chunk):
+    for U in ggn_rows(fmodel, x, chunk, progress):
         G += U.T @ U
     return G / len(x)
 
 
-def dense_hessian(fmodel: FunctionalModel, x: torch.Tensor, y: torch.Tensor, columns: int = 128) -> torch.Tensor:
+def dense_hessian(fmodel: FunctionalModel, x: torch.Tensor, y: torch.Tensor, columns: int = 128,
+                  progress: Progress | None = None) -> torch.Tensor:
     """The Hessian of mean CE, column blocks at a time by vmapped HVPs (far cheaper than func.hessian)."""
     P = fmodel.size
     eye = torch.eye(P, dtype=x.dtype, device=x.device)
-    blocks = [vmap(lambda v: hessian_matvec(fmodel, x, y, v))(eye[sl]) for sl in chunks(P, columns)]
+    tick = Counter(progress, "curvature: Hessian columns", P)
+    blocks = []
+    for sl in chunks(P, columns):
+        blocks.append(vmap(lambda v: hessian_matvec(fmodel, x, y, v))(eye[sl]))
+        tick(sl.stop - sl.start)
     H = torch.cat(blocks).double()
     return (H + H.T) / 2

@@ -21,6 +21,7 @@ import torch
 from unlearn_cli.training.loop import pick_threads
 from unlearn_cli.data.tensors import tensors
 from unlearn_cli.models.sidecar import load_sidecar, save_sidecar, sidecar_path
+from unlearn_cli.ops.progress import Progress
 from unlearn_cli.influence.criteria import Criterion, Objective, get_criterion
 from unlearn_cli.influence.scores import FunctionalModel, criterion_grad
 from unlearn_cli.influence.settings import InfluenceSettings
@@ -47,6 +48,7 @@ class InfluenceEngine:
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     warn: Callable[[str], None] = lambda message: None
+    progress: Progress | None = None  # hears the curvature build and the solver's iterations
 
     # -- construction ----------------------------------------------------------
     @classmethod
@@ -61,13 +63,15 @@ class InfluenceEngine:
         seed: int = 0,
         criterion_rows: np.ndarray | None = None,
         warn: Callable[[str], None] | None = None,
+        progress: Progress | None = None,
     ) -> "InfluenceEngine":
         """Model, objective, criterion, solver and v for a checkpoint.
 
         ``settings`` are any command's settings that embed
         :class:`InfluenceSettings` (default: its defaults). ``criterion_rows``
         are the records grad C is taken over (default: the train split, D_tn in
-        Algorithm 1). ``warn`` hears about a curvature cache that could not be written.
+        Algorithm 1). ``warn`` hears about a curvature cache that could not be written;
+        ``progress`` (``ops.progress``) hears the curvature build's passes and the solver's iterations.
         """
         device = torch.device(device)
         model = checkpoint.build_model(device)
@@ -81,6 +85,7 @@ class InfluenceEngine:
                      solver=None, v=None, seed=seed)  # type: ignore[arg-type]
         if warn is not None:
             engine.warn = warn
+        engine.progress = progress
         engine._prepare(criterion_rows)
         return engine
 
@@ -88,7 +93,8 @@ class InfluenceEngine:
     def for_request(cls, request: Any, config: InfluenceSettings) -> "InfluenceEngine":
         """The engine for one forget request with PUMA's options (``config`` embeds the influence settings)."""
         return cls.build(request.checkpoint, request.dataset, device=request.device, criterion=config.criterion,
-                         settings=config, seed=request.seed, warn=getattr(request, "warn", None))
+                         settings=config, seed=request.seed, warn=getattr(request, "warn", None),
+                         progress=getattr(request, "progress", None))
 
     def _prepare(self, criterion_rows: np.ndarray | None) -> None:
         """The solver and v, from the sidecar cache when it holds them."""
@@ -104,7 +110,7 @@ class InfluenceEngine:
         curvature_xy = (None, None) if cached is not None else self.rows(self.curvature_rows)
 
         t0 = time.perf_counter()
-        self.solver = build_solver(settings, fmodel, *curvature_xy, cached=cached)
+        self.solver = build_solver(settings, fmodel, *curvature_xy, cached=cached, progress=self.progress)
         self.timings["curvature_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

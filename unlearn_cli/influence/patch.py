@@ -28,6 +28,7 @@ from unlearn_cli.influence.reweight import reweight
 from unlearn_cli.influence.scores import FunctionalModel, criterion_value, psi, weighted_grad
 from unlearn_cli.influence.settings import PatchSettings
 from unlearn_cli.influence.solvers.base import Solver, relative_residual
+from unlearn_cli.ops.progress import Progress
 
 
 @dataclass
@@ -101,11 +102,14 @@ def puma_patch(
     check: tuple[torch.Tensor, torch.Tensor],
     settings: PatchSettings,
     residual_matvec: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: Progress | None = None,
 ) -> PatchResult:
+    """Algorithm 1 (module docstring); ``progress`` hears the psi pass (the solver reports its own)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     (x_mk, y_mk), (x_up, y_up), (x_ck, y_ck) = forget, upweight, check
-    both = psi(fmodel, objective, torch.cat([x_mk, x_up]), torch.cat([y_mk, y_up]), v)  # one jvp pass
+    both = psi(fmodel, objective, torch.cat([x_mk, x_up]), torch.cat([y_mk, y_up]), v,
+               progress=progress)  # one jvp pass
     psi_mk, psi_up = both[: len(y_mk)], both[len(y_mk):]
     timings["psi_s"] = time.perf_counter() - t0
 

@@ -10,7 +10,6 @@ Both run in chunks to bound memory. ``vmap(grad)`` is used only by the tests.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -22,6 +21,7 @@ except ImportError:  # pragma: no cover - a private module; only the timing depe
     pass
 
 from unlearn_cli.influence.criteria import Criterion, Objective
+from unlearn_cli.ops.progress import Counter, Progress
 
 Params = dict[str, torch.Tensor]
 
@@ -84,10 +84,12 @@ def psi(
     y: torch.Tensor,
     v: torch.Tensor,
     chunk: int = 2048,
+    progress: Progress | None = None,
 ) -> torch.Tensor:
-    """psi_i = grad L_t(x_i)^T v for every record, by forward-mode AD (one pass)."""
+    """psi_i = grad L_t(x_i)^T v for every record, by forward-mode AD (one pass; ``psi``: records done)."""
     tangent = fmodel.unflat(v.to(x.device))
     out = []
+    tick = Counter(progress, "psi", len(y))
     for sl in chunks(len(y), chunk):
         xb, yb = x[sl], y[sl]
 
@@ -96,6 +98,7 @@ def psi(
 
         _, dots = jvp(losses, (fmodel.params,), (tangent,))
         out.append(dots.detach())
+        tick(sl.stop - sl.start)
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -154,5 +157,3 @@ def per_record_grads(fmodel: FunctionalModel, objective: Objective, x: torch.Ten
     grads = vmap(grad(one), in_dims=(None, 0, 0))(fmodel.params, x, y)
     return torch.cat([grads[k].reshape(len(y), -1) for k in fmodel.params], 1)
 
-
-ProgressFn = Callable[[int, int], None]

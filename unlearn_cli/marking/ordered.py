@@ -17,7 +17,7 @@ import numpy as np
 
 from unlearn_cli.data.dataset import Dataset
 from unlearn_cli.errors import BadInput
-from unlearn_cli.marking.result import Marking, count_for, marked
+from unlearn_cli.marking.result import Marking, amount_params, count_for, marked
 from unlearn_cli.models.checkpoint import removal_steps
 from unlearn_cli.ops.digests import LedgerKey
 
@@ -150,7 +150,7 @@ def _ordered_sisa(meta: dict[str, Any], n_train: int, k: int) -> tuple[np.ndarra
     removed = np.asarray((meta.get("sisa") or {}).get("removed") or [], dtype=np.int64)
     shard[removed] = -1
     if k > int((shard >= 0).sum()):
-        raise BadInput(f"--fraction asks for {k} records but the SISA checkpoint holds {(shard >= 0).sum()}")
+        raise BadInput(f"asked for {k} records but the SISA checkpoint holds {(shard >= 0).sum()}")
     sizes = np.bincount(shard[shard >= 0], minlength=int(arr[:, 0].max()) + 1)
     # Fewest shards: the largest first (ties: lower shard id).
     by_size = np.lexsort((np.arange(len(sizes)), -sizes))
@@ -179,8 +179,8 @@ def _ordered_sisa(meta: dict[str, Any], n_train: int, k: int) -> tuple[np.ndarra
     }
 
 
-def mark_ordered(dataset: Dataset, meta: dict[str, Any], *, fraction: float | None,
-                 seed: int = 0, key: LedgerKey | None = None) -> Marking:
+def mark_ordered(dataset: Dataset, meta: dict[str, Any], *, fraction: float | None = None,
+                 count: int | None = None, seed: int = 0, key: LedgerKey | None = None) -> Marking:
     """The paper's Ordered scenario: records packed into as few recorded
     training batches (plain checkpoints) or SISA shards/slices as possible.
 
@@ -198,7 +198,7 @@ def mark_ordered(dataset: Dataset, meta: dict[str, Any], *, fraction: float | No
             f"{dataset.manifest_path.name}: its train split is not the one the checkpoint was trained on "
             f"(train-ID digest {dataset.train_id_digest()[:12]} != recorded {recorded[:12]})"
         )
-    k = count_for(fraction, len(train_rows), "ordered")
+    k = count_for(len(train_rows), "ordered", fraction=fraction, count=count)
     kind = meta.get("kind", "plain")
     if kind == "sisa":
         from unlearn_cli.models.ensemble import is_sealed, unseal_removed  # imports torch: SISA only
@@ -215,4 +215,4 @@ def mark_ordered(dataset: Dataset, meta: dict[str, Any], *, fraction: float | No
         details["note"] = ("the checkpoint already had removals applied; the order is the one "
                            "recorded for its original training run")
     return marked(dataset, "ordered", train_rows[positions],
-                   {"fraction": fraction, "seed": seed, "checkpoint_kind": kind}, details)
+                   {**amount_params(fraction, count), "seed": seed, "checkpoint_kind": kind}, details)

@@ -18,6 +18,8 @@ from unlearn_cli.options import check_value, range_of
 
 #: a share of the train split: more than none, at most all
 FRACTION = range_of(gt=0, le=1)
+#: a number of records: at least one
+COUNT = range_of(ge=1)
 
 
 @dataclass
@@ -78,11 +80,26 @@ def train_rows_of(dataset: Dataset, label: int | None) -> np.ndarray:
     return rows if label is None else rows[dataset.y[rows] == label]
 
 
-def count_for(fraction: float | None, n: int, strategy: str) -> int:
+def count_for(n: int, strategy: str, *, fraction: float | None = None, count: int | None = None) -> int:
+    """How many of ``n`` records to mark: ``--count N`` as given, or ``--fraction F`` of ``n``; exactly one."""
+    if fraction is not None and count is not None:
+        raise BadInput("give --fraction F or --count N, not both")
+    if count is not None:
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise BadInput(f"--count must be a whole number >= 1, got {str(count)[:40]!r}")
+        check_value("--count", count, COUNT)
+        if count > n:
+            raise BadInput(f"--count {count} is more than the {n} train records --strategy {strategy} draws from")
+        return count
     if fraction is None:
-        raise BadInput(f"--strategy {strategy} needs --fraction F (0 < F <= 1)")
+        raise BadInput(f"--strategy {strategy} needs --fraction F (0 < F <= 1) or --count N")
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
         raise BadInput(f"--fraction must be a number in (0, 1], got {str(fraction)[:40]!r}")
     check_value("--fraction", fraction, FRACTION)  # nan and inf included
     # At least one record: a fraction that rounds to nothing is still a request.
     return max(1, int(round(fraction * n)))
+
+
+def amount_params(fraction: float | None, count: int | None) -> dict[str, Any]:
+    """How the amount was asked for, as the marking's parameters record it (one of the two)."""
+    return {"count": count} if count is not None else {"fraction": fraction}

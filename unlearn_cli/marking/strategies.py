@@ -15,8 +15,8 @@ seed (the same inputs always mark the same records):
     Removing a whole cluster is what makes removal measurable: a lone record
     among similar ones is predicted confidently whether or not it was trained on.
 ``random``
-    ``round(fraction * n)`` train records drawn without replacement (from one
-    class with ``label``): the paper's Random scenario.
+    ``count`` (or ``round(fraction * n)``) train records drawn without replacement
+    (from one class with ``label``): the paper's Random scenario.
 ``class``
     Every train record of class ``label``.
 ``ordered``
@@ -38,7 +38,7 @@ import numpy as np
 from unlearn_cli.data.dataset import Dataset
 from unlearn_cli.errors import BadInput
 from unlearn_cli.marking.ordered import mark_ordered
-from unlearn_cli.marking.result import Marking, check_label, count_for, marked, train_rows_of
+from unlearn_cli.marking.result import Marking, amount_params, check_label, count_for, marked, train_rows_of
 from unlearn_cli.ops.digests import LedgerKey
 
 STRATEGIES = ("cluster", "random", "class", "ordered")
@@ -151,16 +151,16 @@ def mark_cluster(dataset: Dataset, *, label: int | None = None, clusters: int = 
 # --------------------------------------------------------------------------- random / class
 
 
-def mark_random(dataset: Dataset, *, fraction: float | None, label: int | None = None,
-                seed: int = 0) -> Marking:
-    """``round(fraction * n)`` train records (of class ``label``) drawn uniformly."""
+def mark_random(dataset: Dataset, *, fraction: float | None = None, count: int | None = None,
+                label: int | None = None, seed: int = 0) -> Marking:
+    """``count`` or ``round(fraction * n)`` train records (of class ``label``) drawn uniformly."""
     check_label(dataset, label, False, "random")
     pool = train_rows_of(dataset, label)
     if len(pool) == 0:
         raise BadInput(f"no train records to mark in {dataset.name}" + (f" with label {label}" if label is not None else ""))
-    k = count_for(fraction, len(pool), "random")
-    rows = np.random.default_rng(seed).choice(pool, size=min(k, len(pool)), replace=False)
-    return marked(dataset, "random", rows, {"fraction": fraction, "label": label, "seed": seed},
+    k = count_for(len(pool), "random", fraction=fraction, count=count)
+    rows = np.random.default_rng(seed).choice(pool, size=k, replace=False)
+    return marked(dataset, "random", rows, {**amount_params(fraction, count), "label": label, "seed": seed},
                    {"pool": int(len(pool))})
 
 
@@ -177,7 +177,7 @@ def mark_class(dataset: Dataset, *, label: int | None) -> Marking:
 
 
 def mark(dataset: Dataset, strategy: str, *, label: int | None = None, fraction: float | None = None,
-         clusters: int | None = None, pick: str | int | None = None, seed: int = 0,
+         count: int | None = None, clusters: int | None = None, pick: str | int | None = None, seed: int = 0,
          checkpoint_meta: dict[str, Any] | None = None, key: LedgerKey | None = None) -> Marking:
     """Dispatch to one strategy, refusing options that do not apply to it.
 
@@ -185,13 +185,16 @@ def mark(dataset: Dataset, strategy: str, *, label: int | None = None, fraction:
     """
     if strategy not in STRATEGIES:
         raise BadInput(f"--strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}'")
+    if fraction is not None and count is not None:
+        raise BadInput("give --fraction F or --count N, not both")
     given = {"--checkpoint": checkpoint_meta is not None, "--fraction": fraction is not None,
-             "--clusters": clusters is not None, "--pick": pick is not None, "--label": label is not None}
+             "--count": count is not None, "--clusters": clusters is not None, "--pick": pick is not None,
+             "--label": label is not None}
     applies = {
         "cluster": {"--label", "--clusters", "--pick"},
-        "random": {"--fraction", "--label"},
+        "random": {"--fraction", "--count", "--label"},
         "class": {"--label"},
-        "ordered": {"--fraction", "--checkpoint"},
+        "ordered": {"--fraction", "--count", "--checkpoint"},
     }[strategy]
     stray = [opt for opt, on in given.items() if on and opt not in applies]
     if stray:
@@ -201,9 +204,9 @@ def mark(dataset: Dataset, strategy: str, *, label: int | None = None, fraction:
         return mark_cluster(dataset, label=label, clusters=DEFAULT_CLUSTERS if clusters is None else clusters,
                             pick=DEFAULT_PICK if pick is None else pick, seed=seed)
     if strategy == "random":
-        return mark_random(dataset, fraction=fraction, label=label, seed=seed)
+        return mark_random(dataset, fraction=fraction, count=count, label=label, seed=seed)
     if strategy == "class":
         return mark_class(dataset, label=label)
     if checkpoint_meta is None:
         raise BadInput("--strategy ordered needs --checkpoint CKPT (its recorded training order)")
-    return mark_ordered(dataset, checkpoint_meta, fraction=fraction, seed=seed, key=key)
+    return mark_ordered(dataset, checkpoint_meta, fraction=fraction, count=count, seed=seed, key=key)

@@ -121,8 +121,11 @@ def cosine_per_epoch(optimizer, base_lr: float, epochs: int, steps_per_epoch: in
     return on_step
 
 
-def progress_hook(request: Any, phase: str) -> Callable[[int, int], None]:
-    return lambda done, total: request.progress(phase, done, total)
+def progress_hook(request: Any, phase: str):
+    """The request's progress (``ops.progress``) with the method's phases under ``phase``: ``retrain: epoch``."""
+    from unlearn_cli.ops.progress import within
+
+    return within(request.progress, phase)
 
 
 def per_class_counts(labels: Any, num_classes: int) -> dict[str, int]:

@@ -86,7 +86,7 @@ class Puma(Method):
         result = puma_patch(
             engine.fmodel, engine.objective, engine.criterion, engine.solver, engine.v,
             engine.rows(request.forget_rows), engine.rows(sample_up), engine.rows(sample_ck), config,
-            residual_matvec=engine.residual_matvec(),
+            residual_matvec=engine.residual_matvec(), progress=request.progress,
         )
         timings.update(result.timings)
         state = engine.state_with(result.params)

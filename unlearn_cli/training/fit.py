@@ -10,6 +10,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from unlearn_cli.ops.progress import Progress
 from unlearn_cli import __version__
 from unlearn_cli.data.dataset import Dataset
 from unlearn_cli.data.tensors import tensors
@@ -26,7 +27,7 @@ def fit(
     recipe: Recipe,
     *,
     device: torch.device | str = "cpu",
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     on_step: Callable | None = None,
 ) -> tuple[torch.nn.Module, list[float]]:
     """Initialise from the recipe's seed and train on ``rows`` with the one training loop."""

@@ -6,7 +6,8 @@ Training is seeded and deterministic on CPU: the model is initialised under
 ``batch_schedule``, a pure function of (n, batch size, epochs, seed), so a
 checkpoint's recorded recipe is enough to replay which records sat in which
 batch (Amnesiac, ordered marking). The library reports progress through
-callbacks; it never prints.
+callbacks (``ops.progress``: epochs and batches, their totals up front); it
+never prints.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from unlearn_cli.errors import BadInput
+from unlearn_cli.ops.progress import Counter, Progress
 from unlearn_cli.options import BATCH_SIZE, EPOCHS, LR, MAX_SEED, MOMENTUM, WEIGHT_DECAY, check_value, range_of
 
 # Defaults per architecture; each one trains the shipped sample data in seconds
@@ -173,7 +175,7 @@ def train_model(
     *,
     device: torch.device | str = "cpu",
     on_step: Callable[[StepInfo], None] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     schedule_seed: int | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor] | None = None,
@@ -183,7 +185,8 @@ def train_model(
 
     ``loss_fn(logits, targets, positions)`` replaces cross-entropy (fine-tuning
     methods use it); ``after_step`` runs after each optimizer step (SalUn
-    restores masked weights there); ``progress(done, total)`` counts steps.
+    restores masked weights there); ``progress`` hears ``epoch`` and ``batch``
+    (optimizer steps of the whole run), both with their totals before the first step.
     """
     recipe = recipe.validate()
     device = torch.device(device)
@@ -196,7 +199,8 @@ def train_model(
         raise BadInput("cannot train on an empty set of records")
     opt = optimizer or make_optimizer(model.parameters(), recipe)
     seed = recipe.seed if schedule_seed is None else schedule_seed
-    total = recipe.epochs * steps_per_epoch(n, recipe.batch_size)
+    epochs_done = Counter(progress, "epoch", recipe.epochs)
+    batches_done = Counter(progress, "batch", recipe.epochs * steps_per_epoch(n, recipe.batch_size))
     result = TrainResult(model)
     criterion = nn.CrossEntropyLoss()
     epoch_sum, epoch_count, current_epoch = 0.0, 0, 0
@@ -204,6 +208,7 @@ def train_model(
         if epoch != current_epoch:
             result.losses.append(epoch_sum / max(epoch_count, 1))
             epoch_sum, epoch_count, current_epoch = 0.0, 0, epoch
+            epochs_done()
         idx = torch.from_numpy(positions).to(device)
         logits = model(x[idx])
         loss = loss_fn(logits, y[idx], positions) if loss_fn else criterion(logits, y[idx])
@@ -218,10 +223,10 @@ def train_model(
         result.steps = step + 1
         if on_step is not None:
             on_step(StepInfo(epoch, step, positions, value, model))
-        if progress is not None:
-            progress(step + 1, total)
+        batches_done()
     if epoch_count:
         result.losses.append(epoch_sum / epoch_count)
+        epochs_done()
     model.eval()
     return result
 

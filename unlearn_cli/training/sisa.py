@@ -37,7 +37,8 @@ Choices, and why:
   counts; the forget workflow recomputes the positions from the data set.
   A shard left with no records drops out of the aggregate.
 
-The library reports progress through callbacks; it never prints.
+The library reports progress through callbacks (``shards`` and ``slice steps``,
+totals up front); it never prints.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import numpy as np
 from unlearn_cli.errors import BadInput
 from unlearn_cli.models.ensemble import is_sealed, prefixed, read_meta, unprefixed
 from unlearn_cli.ops.digests import derive_seed
+from unlearn_cli.ops.progress import Counter, Progress
 
 AGGREGATES = ("vote", "mean")
 SIDECAR = "sisa-slices"
@@ -152,19 +154,6 @@ def _train_tensors(dataset, device):
     return tensors(dataset, dataset.train_indices(), device)
 
 
-def _counter(progress: Callable[[int, int], None] | None, total: int) -> Callable[[int], None]:
-    """``tick(k)``: k more slice steps done, reported as ``progress(done, total)``."""
-    done = 0
-
-    def tick(k: int) -> None:
-        nonlocal done
-        done += k
-        if progress is not None:
-            progress(done, total)
-
-    return tick
-
-
 def _meta(shards, slices, aggregate, assignment, removed, epochs) -> dict[str, Any]:
     live = np.bincount(np.delete(assignment[:, 0], removed), minlength=shards)
     return {
@@ -181,7 +170,7 @@ def _meta(shards, slices, aggregate, assignment, removed, epochs) -> dict[str, A
 
 
 def train_sisa(dataset, arch: dict[str, Any], recipe, shards: int, slices: int, aggregate: str = "vote", *,
-               device="cpu", progress: Callable[[int, int], None] | None = None) -> SisaTrained:
+               device="cpu", progress: Progress | None = None) -> SisaTrained:
     """SISA-train ``shards`` constituents on the data set's train split."""
     if aggregate not in AGGREGATES:
         raise BadInput(f"--sisa-aggregate must be one of {', '.join(AGGREGATES)}, got '{aggregate}'")
@@ -189,12 +178,13 @@ def train_sisa(dataset, arch: dict[str, Any], recipe, shards: int, slices: int, 
     assignment = assign(n_train, shards, slices, recipe.seed)
     removed = np.empty(0, dtype=np.int64)
     x, y = _train_tensors(dataset, device)
-    tick = _counter(progress, shards * slices)
+    shards_done, tick = Counter(progress, "shards", shards), Counter(progress, "slice steps", shards * slices)
     state: dict[str, Any] = {}
     slice_states: dict[str, Any] = {}
     for i in range(shards):
         positions = slice_positions(assignment, i, slices, removed)
         states = train_constituent(x, y, positions, arch, recipe, recipe.seed, i, device=device, progress=tick)
+        shards_done()
         for r, st in enumerate(states):
             slice_states.update(prefixed(f"shard{i}.slice{r}.", st))
         state.update(prefixed(f"shard{i}.", states[-1]))
@@ -229,7 +219,7 @@ class SisaForgot:
 
 
 def forget_sisa(ckpt, dataset, forget_rows: np.ndarray, slice_states: dict[str, Any] | None, *,
-                device="cpu", progress: Callable[[int, int], None] | None = None,
+                device="cpu", progress: Progress | None = None,
                 warn: Callable[[str], None] = lambda m: None, retrain_all: bool = False) -> SisaForgot:
     """Retrain the constituents whose shards held any of ``forget_rows`` (data set rows).
 
@@ -264,7 +254,7 @@ def forget_sisa(ckpt, dataset, forget_rows: np.ndarray, slice_states: dict[str, 
     new_slices: dict[str, Any] = dict(slice_states) if slice_states is not None else {}
     retrained = []
     total = sum(slices - r for r in earliest.values())
-    tick = _counter(progress, total)
+    shards_done, tick = Counter(progress, "shards", len(earliest)), Counter(progress, "slice steps", total)
     for shard in sorted(earliest):
         start = earliest[shard]
         start_state = None
@@ -278,6 +268,7 @@ def forget_sisa(ckpt, dataset, forget_rows: np.ndarray, slice_states: dict[str, 
         pos = slice_positions(assignment, shard, slices, all_removed)
         states = train_constituent(x, y, pos, ckpt.arch, recipe, recipe.seed, shard, start_slice=start,
                                    start_state=start_state, device=device, progress=tick)
+        shards_done()
         for k in [k for k in state if k.startswith(f"shard{shard}.")]:
             del state[k]
         state.update(prefixed(f"shard{shard}.", states[-1]))

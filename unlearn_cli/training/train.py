@@ -14,7 +14,7 @@ Sidecars are named ``<sha256[:16]>.<name>.safetensors`` beside the checkpoint
 first and the checkpoint last, verified (``_write``); ``unlearn train``
 checks beforehand that ``out`` is new (or ``--force``) and no input.
 
-The library never prints: progress goes to a ``progress(done, total)``
+The library never prints: progress goes to a ``progress(phase, done, total)``
 callback, warnings to ``warn(message)``, and each stage (train, evaluate,
 write) runs inside ``phase(name)`` so the caller can time it.
 """
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from unlearn_cli.ops.progress import Progress
 from unlearn_cli.data.dataset import Dataset
 from unlearn_cli.errors import BadInput
 from unlearn_cli.models.checkpoint import checkpoint_bytes, param_count, verify_file
@@ -122,7 +123,7 @@ def train_checkpoint(
     variant: TrainVariant,
     *,
     device: Any = "cpu",
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     warn: Callable[[str], None] = lambda message: None,
     phase: Callable[[str], AbstractContextManager] = nullcontext,  # nullcontext(name): untimed
 ) -> TrainedCheckpoint:

@@ -26,10 +26,11 @@ of each delta, so subtracting every batch returns the initial weights.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from unlearn_cli.ops.progress import Progress
 from unlearn_cli.errors import BadInput
 
 SIDECAR = "update-log"
@@ -47,7 +48,7 @@ def log_bytes(state: dict[str, Any], steps: int, batch_size: int) -> int:
 
 
 def train_tracked(dataset, rows: np.ndarray, arch: dict[str, Any], recipe, *, device="cpu",
-                  progress: Callable[[int, int], None] | None = None):
+                  progress: Progress | None = None):
     """Train like ``training.fit.fit`` while logging every step's update.
 
     Returns (model, losses, log tensors, metadata entry).

@@ -3,9 +3,12 @@
 A solver applies (H + (weight_decay + damping) I)^-1 for the curvature H of
 ``influence/curvature.py``. Solvers are plugins of the ``unlearn.solvers``
 entry-point group (the built-ins register there too), each a :class:`Solver`
-subclass built by ``Solver.build(settings, fmodel, x, y, cached)``:
+subclass built by ``Solver.build(settings, fmodel, x, y, cached, progress)``:
 ``build_solver`` resolves ``auto`` and looks the name up through
-``unlearn_cli.plugins``.
+``unlearn_cli.plugins``. ``progress`` (``ops.progress``, may be None) hears
+the passes that build the solver (factor passes, GGN rows) with their totals
+up front; ``solve`` reports its iterations to ``self.progress`` where they are
+cheap to count (CG, LiSSA).
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import Any, Callable, ClassVar
 
+import inspect
+
 import torch
 
 from unlearn_cli import plugins
 from unlearn_cli.errors import BadInput
+from unlearn_cli.ops.progress import Progress
 from unlearn_cli.influence.curvature import ggn_matvec, hessian_matvec
 from unlearn_cli.influence.scores import FunctionalModel
 from unlearn_cli.influence.settings import EXACT_MAX_PARAMS, SOLVER_CHOICES, InfluenceSettings, listed
@@ -65,6 +71,8 @@ class Solver(ABC):
     #: built once per checkpoint from passes over the data: its state is cached beside the
     #: checkpoint, and its residual is checked on a sample (a full pass would cost an epoch)
     factorised: ClassVar[bool] = False
+    #: hears ``solve``'s iterations; set by ``build_solver``
+    progress: Progress | None = None
 
     def __init__(self, settings: CurvatureSettings):
         self.settings = settings
@@ -73,7 +81,8 @@ class Solver(ABC):
     @classmethod
     @abstractmethod
     def build(cls, settings: CurvatureSettings, fmodel: FunctionalModel, x: torch.Tensor | None,
-              y: torch.Tensor | None, cached: dict[str, torch.Tensor] | None = None) -> "Solver":
+              y: torch.Tensor | None, cached: dict[str, torch.Tensor] | None = None,
+              progress: Progress | None = None) -> "Solver":
         """The solver for J's curvature on records (x, y); ``cached`` is a former ``state()`` (then x is None)."""
 
     @abstractmethod
@@ -113,8 +122,13 @@ def solver_class(name: str) -> type[Solver]:
     return plugins.load("solvers", name)
 
 
-def build_solver(settings: CurvatureSettings, fmodel: FunctionalModel, x, y, cached: dict | None = None) -> Solver:
+def build_solver(settings: CurvatureSettings, fmodel: FunctionalModel, x, y, cached: dict | None = None,
+                 progress: Progress | None = None) -> Solver:
     chosen = solver_class(settings.resolved_solver(fmodel.size))
     if settings.curvature not in ("ggn", "hessian"):
         raise BadInput(f"curvature must be ggn or hessian, got '{settings.curvature}'")
-    return chosen.build(settings, fmodel, x, y, cached)
+    # a plugin solver written without ``progress`` still builds, silently
+    hears = "progress" in inspect.signature(chosen.build).parameters
+    solver = chosen.build(settings, fmodel, x, y, cached, **({"progress": progress} if hears else {}))
+    solver.progress = progress
+    return solver

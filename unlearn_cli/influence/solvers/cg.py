@@ -8,6 +8,7 @@ import torch
 
 from unlearn_cli.errors import BadInput
 from unlearn_cli.influence.solvers.base import Solver, curvature_matvec
+from unlearn_cli.ops.progress import Counter
 
 
 class CGSolver(Solver):
@@ -19,7 +20,7 @@ class CGSolver(Solver):
         self.matvec = matvec
 
     @classmethod
-    def build(cls, settings, fmodel, x, y, cached=None):
+    def build(cls, settings, fmodel, x, y, cached=None, progress=None):
         return cls(settings, curvature_matvec(settings, fmodel, x, y))
 
     def solve(self, b):
@@ -29,7 +30,9 @@ class CGSolver(Solver):
         rs = float(r @ r)
         b_norm = math.sqrt(float(b @ b)) or 1.0
         it = 0
+        tick = Counter(self.progress, "CG iterations", self.settings.cg_maxiter)
         for it in range(1, self.settings.cg_maxiter + 1):
+            tick()
             Ap = self.matvec(p)
             curv = float(p @ Ap)
             if curv <= 0:
@@ -45,5 +48,6 @@ class CGSolver(Solver):
                 break
             p = r + (rs_new / rs) * p
             rs = rs_new
+        tick.finish()  # converged before cg_maxiter
         self.info = {"cg_iterations": it}
         return x

@@ -32,39 +32,42 @@ class ExactSolver(Solver):
     name = "exact"
 
     def __init__(self, settings, fmodel, x, y, factor: torch.Tensor | None = None, form: str = "auto",
-                 rows: torch.Tensor | None = None):
+                 rows: torch.Tensor | None = None, progress=None):
         super().__init__(settings)
         self.rows: torch.Tensor | None = rows   # U / sqrt(N) in the dual form (with its factor, from state())
         if factor is None and settings.curvature == "ggn" and form != "primal" and settings.total_damping > 0:
-            factor = self._dual_factor(fmodel, x, force=form == "dual")
-        self.factor = factor if factor is not None else self._primal_factor(fmodel, x, y)
+            factor = self._dual_factor(fmodel, x, force=form == "dual", progress=progress)
+        self.factor = factor if factor is not None else self._primal_factor(fmodel, x, y, progress)
         self.form = "dual" if self.rows is not None else "primal"
 
     @classmethod
-    def build(cls, settings, fmodel, x, y, cached=None):
+    def build(cls, settings, fmodel, x, y, cached=None, progress=None):
         # Past 4x the auto limit the P x P matrix stops being cheap: only an explicit request may build it.
         if fmodel.size > 4 * EXACT_MAX_PARAMS and settings.solver == "exact":
             raise BadInput(
                 f"solver=exact needs a {fmodel.size}x{fmodel.size} matrix; use --set solver=ekfac or cg"
             )
         cached = cached or {}
-        return cls(settings, fmodel, x, y, factor=cached.get("factor"), rows=cached.get("rows"))
+        return cls(settings, fmodel, x, y, factor=cached.get("factor"), rows=cached.get("rows"), progress=progress)
 
-    def _dual_factor(self, fmodel, x, force: bool) -> torch.Tensor | None:
+    def _dual_factor(self, fmodel, x, force: bool, progress=None) -> torch.Tensor | None:
         """Cholesky of U U^T + dI, keeping U in ``rows``; None when the primal system is the smaller."""
         rows = len(x) * int(fmodel(fmodel.params, x[:1]).shape[1])
         if not (force or (rows < fmodel.size and rows * fmodel.size <= DUAL_MAX_ENTRIES)):
             return None
-        U = torch.cat(list(ggn_rows(fmodel, x))) / math.sqrt(len(x))
+        U = torch.cat(list(ggn_rows(fmodel, x, progress=progress))) / math.sqrt(len(x))
         K = U @ U.T
         K.diagonal().add_(self.settings.total_damping)
         self.rows = U
         return torch.linalg.cholesky(K)
 
-    def _primal_factor(self, fmodel, x, y) -> torch.Tensor:
+    def _primal_factor(self, fmodel, x, y, progress=None) -> torch.Tensor:
         """Cholesky of the damped P x P matrix; an indefinite one is a clear error."""
         settings = self.settings
-        M = dense_ggn(fmodel, x) if settings.curvature == "ggn" else dense_hessian(fmodel, x, y)
+        if settings.curvature == "ggn":
+            M = dense_ggn(fmodel, x, progress=progress)
+        else:
+            M = dense_hessian(fmodel, x, y, progress=progress)
         M.diagonal().add_(settings.total_damping)
         factor, info = torch.linalg.cholesky_ex(M)
         if int(info) != 0:

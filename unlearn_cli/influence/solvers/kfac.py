@@ -21,6 +21,7 @@ from unlearn_cli.errors import BadInput
 from unlearn_cli.influence.layers import Layer, LayerTaps
 from unlearn_cli.influence.scores import FunctionalModel, chunks
 from unlearn_cli.influence.solvers.base import CurvatureSettings, Solver
+from unlearn_cli.ops.progress import Counter, Progress
 
 BATCH = 512
 
@@ -33,7 +34,8 @@ class KFACSolver(Solver):
     factorised = True
     eigen_correction = False
 
-    def __init__(self, settings: CurvatureSettings, fmodel: FunctionalModel, x, y, cached: dict | None = None):
+    def __init__(self, settings: CurvatureSettings, fmodel: FunctionalModel, x, y, cached: dict | None = None,
+                 progress: Progress | None = None):
         super().__init__(settings)
         self.fmodel = fmodel
         self.taps = LayerTaps(fmodel, settings.fisher_samples, settings.seed)
@@ -41,17 +43,18 @@ class KFACSolver(Solver):
         if cached:
             self._load(cached)
         else:
-            self._fit(x)
+            self._fit(x, progress)
 
     @classmethod
-    def build(cls, settings, fmodel, x, y, cached=None):
-        return cls(settings, fmodel, x, y, cached=cached)
+    def build(cls, settings, fmodel, x, y, cached=None, progress=None):
+        return cls(settings, fmodel, x, y, cached=cached, progress=progress)
 
     # -- fitting -------------------------------------------------------------
-    def _fit(self, x: torch.Tensor) -> None:
+    def _fit(self, x: torch.Tensor, progress: Progress | None = None) -> None:
         n = len(x)
         for layer in self.layers:
             layer.A = layer.G = layer.D = None
+        tick = Counter(progress, "curvature: K-FAC factors", n)
         for sl in chunks(n, BATCH):
             xb = x[sl]
             for grads in self.taps.class_grads(xb):
@@ -67,6 +70,7 @@ class KFACSolver(Solver):
                 if layer.kind != "bn":
                     A = layer.a_factor_sum()                     # (in', in')
                     layer.A = A if layer.A is None else layer.A + A
+            tick(len(xb))
         for layer in self.layers:
             if layer.kind == "bn":
                 layer.D = layer.D / n
@@ -82,12 +86,13 @@ class KFACSolver(Solver):
             if 0 < k < n:
                 idx = torch.randperm(n, generator=self.taps.generator)[:k].sort().values.to(x.device)
                 x = x[idx]
-            self._correct_eigenvalues(x)
+            self._correct_eigenvalues(x, progress)
 
-    def _correct_eigenvalues(self, x: torch.Tensor) -> None:
+    def _correct_eigenvalues(self, x: torch.Tensor, progress: Progress | None = None) -> None:
         """EK-FAC: eigenvalues = mean squared per-record gradient in the Kronecker eigenbasis."""
         n = len(x)
         sums = {id(layer): None for layer in self.layers if layer.kind != "bn"}
+        tick = Counter(progress, "curvature: EK-FAC eigenvalues", n)
         for sl in chunks(n, BATCH):
             xb = x[sl]
             acts = None
@@ -101,6 +106,7 @@ class KFACSolver(Solver):
                     proj = torch.einsum("nto,nti->noi", gs, acts[id(layer)])
                     s = (proj**2).sum(0)
                     sums[id(layer)] = s if sums[id(layer)] is None else sums[id(layer)] + s
+            tick(len(xb))
         for layer in self.layers:
             if layer.kind != "bn":
                 layer.L = sums[id(layer)] / n

@@ -8,6 +8,7 @@ import torch
 
 from unlearn_cli.errors import BadInput
 from unlearn_cli.influence.solvers.base import Solver, curvature_matvec
+from unlearn_cli.ops.progress import Counter
 
 
 class LissaSolver(Solver):
@@ -20,25 +21,27 @@ class LissaSolver(Solver):
     name = "lissa"
     key_fields = ("lissa_depth", "lissa_scale", "lissa_batch", "lissa_repeats")
 
-    def __init__(self, settings, fmodel, x, y):
+    def __init__(self, settings, fmodel, x, y, progress=None):
         super().__init__(settings)
         self.fmodel, self.x, self.y = fmodel, x, y
         self.full = curvature_matvec(settings, fmodel, x, y)
-        self.scale = settings.lissa_scale or 1.5 * self._largest_eigenvalue()
+        self.scale = settings.lissa_scale or 1.5 * self._largest_eigenvalue(progress=progress)
 
     @classmethod
-    def build(cls, settings, fmodel, x, y, cached=None):
-        return cls(settings, fmodel, x, y)
+    def build(cls, settings, fmodel, x, y, cached=None, progress=None):
+        return cls(settings, fmodel, x, y, progress)
 
-    def _largest_eigenvalue(self, iterations: int = 30) -> float:
+    def _largest_eigenvalue(self, iterations: int = 30, progress=None) -> float:
         gen = torch.Generator().manual_seed(self.settings.seed)
         v = torch.randn(self.fmodel.size, generator=gen).to(self.x)
         v /= v.norm()
         value = 1.0
+        tick = Counter(progress, "curvature: LiSSA scale (power iterations)", iterations)
         for _ in range(iterations):
             w = self.full(v)
             value = float(w.norm())
             v = w / (value or 1.0)
+            tick()
         return value
 
     def solve(self, b):
@@ -47,6 +50,7 @@ class LissaSolver(Solver):
         n = len(self.y)
         estimates = []
         b_norm = float(b.norm()) or 1.0
+        tick = Counter(self.progress, "LiSSA steps", max(1, s.lissa_repeats) * s.lissa_depth)
         for _ in range(max(1, s.lissa_repeats)):
             h = b.clone()
             for step in range(s.lissa_depth):
@@ -56,6 +60,7 @@ class LissaSolver(Solver):
                 else:
                     Hh = self.full(h)
                 h = b + h - Hh / self.scale
+                tick()
                 norm = float(h.norm())
                 if not math.isfinite(norm) or norm > 1e8 * b_norm:
                     raise BadInput(
