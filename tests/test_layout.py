@@ -3,7 +3,7 @@
 Every import between the package's rooms points down this list (or stays in
 its own layer without a circle):
 
-    cli, __main__                      the face: parse, call the library, render
+    cli, __main__, api                 the faces: parse (or take Python arguments), call the library, render
     forget, attacks, diagnostics,      workflows a command runs
       marking
     methods                            unlearning method plugins
@@ -27,7 +27,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "unlearn_cli"
 
 LAYERS = [
-    {"cli", "__main__"},
+    {"cli", "__main__", "api"},
     {"forget", "attacks", "diagnostics", "marking"},
     {"methods"},
     {"influence", "training"},

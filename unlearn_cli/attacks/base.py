@@ -102,6 +102,9 @@ class Attack(ABC):
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     Settings: ClassVar[type] = object
+    #: True if the attack trains shadow/reference models with the checkpoint's recorded recipe:
+    #: a checkpoint imported without ``--recipe`` is then refused (exit 2).
+    needs_recipe: ClassVar[bool] = False
 
     def __init__(self, env: Env, settings: Any):
         self.env, self.settings = env, settings

@@ -71,6 +71,7 @@ def _log_normal(x: np.ndarray, mu: np.ndarray, sd: np.ndarray | float) -> np.nda
 
 class LiraAttack(Attack):
     name = "lira"
+    needs_recipe = True
     summary = "Carlini et al. likelihood-ratio attack on logit-scaled confidence, K reference models"
     Settings = LiraSettings
     #: The attack population (sorted data set rows); None until the first ``evaluate`` trains the references.

@@ -80,6 +80,10 @@ def run_attack(
     from unlearn_cli.models.predict import load_predictor
 
     attack_cls = get_attack(name)
+    if getattr(attack_cls, "needs_recipe", False):
+        from unlearn_cli.training.importing import require_recipe
+
+        require_recipe(checkpoint, f"attack '{name}' must train shadow/reference models like it")
     cache = ModelCache(Path(cache_dir), device=device, progress=progress, warn=warn)
     splits = Splits.make(dataset, forget_rows, settings.retain_sample, seed)
     env = Env(dataset=dataset, checkpoint=checkpoint, splits=splits, cache=cache, device=device,

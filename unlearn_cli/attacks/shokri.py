@@ -35,6 +35,7 @@ ATTACK_HIDDEN = [128, 64]
 
 class ShokriAttack(Attack):
     name = "shokri"
+    needs_recipe = True
     summary = "Shokri et al. shadow models + attack MLP, PUMA appendix A set-up (Table 2)"
     Settings = ShokriSettings
 

@@ -54,13 +54,14 @@ def _root(
 
 def _register() -> None:
     from unlearn_cli.cli import (
-        attack, calibrate, debug_labels, evaluate, forget, inspect, ledger, mark, methods, train,
+        attack, calibrate, debug_labels, evaluate, forget, import_cmd, inspect, ledger, mark, methods, train,
     )
 
     for name, function in (
         ("train", train.train), ("forget", forget.forget), ("evaluate", evaluate.evaluate),
         ("inspect", inspect.inspect), ("methods", methods.methods), ("mark", mark.mark),
         ("attack", attack.attack), ("debug-labels", debug_labels.debug_labels), ("calibrate", calibrate.calibrate),
+        ("import", import_cmd.import_),
     ):
         app.command(name, cls=HelpCommand)(function)
     app.add_typer(ledger.app, name="ledger")

@@ -25,8 +25,18 @@ from unlearn_cli.cli.output import command_run, show
 NEEDS = {"plain": "any checkpoint", "sisa": "train --sisa-shards", "update-log": "train --track-updates"}
 
 
-def _needs(requires: str) -> str:
-    return NEEDS.get(requires, requires)
+def _needs(requires: str, needs_recipe: bool = False) -> str:
+    """The checkpoint a method needs; "a training recipe" if it retrains (``unlearn import --recipe``)."""
+    need = NEEDS.get(requires, requires)
+    # A checkpoint `unlearn train` wrote always has its recipe: only "any checkpoint" needs saying so.
+    return f"{need}; a training recipe" if needs_recipe and requires == "plain" else need
+
+
+def _describe(name: str) -> dict:
+    """``methods.registry.describe`` plus ``needs_recipe`` (``Method.needs_recipe``)."""
+    from unlearn_cli.methods.registry import describe, get
+
+    return {**describe(name), "needs_recipe": bool(getattr(get(name), "needs_recipe", False))}
 
 
 def _plugin_table(kind: str, found: dict):
@@ -45,10 +55,9 @@ def _list_all(run) -> None:
     from rich.table import Table
 
     from unlearn_cli import plugins
-    from unlearn_cli.methods.registry import describe
 
     found = {kind: plugins.available(kind) for kind in plugins.KINDS}
-    described = {n: describe(n) for n in found["methods"]}
+    described = {n: _describe(n) for n in found["methods"]}
     run.data["metrics"] = {"methods": {n: info["summary"] for n, info in described.items()},
                            "plugins": {kind: list(entries) for kind, entries in found.items()}}
     table = Table(title="methods", title_justify="left")
@@ -56,7 +65,7 @@ def _list_all(run) -> None:
     table.add_column("needs", no_wrap=True)
     table.add_column("summary")
     for n, info in described.items():
-        table.add_row(n, _needs(info["requires"]), info["summary"])
+        table.add_row(n, _needs(info["requires"], info["needs_recipe"]), info["summary"])
     show(run, table, *(_plugin_table(kind, entries) for kind, entries in found.items() if kind != "methods"))
 
 
@@ -82,14 +91,12 @@ def methods(
         run.claim([], [])  # no input files: --report only has to be new (or --force)
         from rich.table import Table
 
-        from unlearn_cli.methods.registry import describe
-
         if name is None:
             _list_all(run)
             return
-        info = describe(name)
+        info = _describe(name)
         run.data["metrics"] = {"method": info}
-        table = Table(title=f"{name}: {info['summary']}\nneeds: {_needs(info['requires'])}", title_justify="left")
+        table = Table(title=f"{name}: {info['summary']}\nneeds: {_needs(info['requires'], info['needs_recipe'])}", title_justify="left")
         for col in ("option", "type", "default", "range", "meaning"):
             table.add_column(col)
         for opt in info["options"]:

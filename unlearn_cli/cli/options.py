@@ -51,6 +51,14 @@ DampingOpt = Annotated[float, typer.Option("--damping", metavar="F", help=_setti
 #: --solver and --damping default to the influence settings' own defaults (debug-labels, calibrate)
 SOLVER_DEFAULT: str = InfluenceSettings.solver
 DAMPING_DEFAULT: float = InfluenceSettings.damping
+#: --arch for train and import: a registered name or an import path (models/registry.py)
+ArchOpt = Annotated[str, typer.Option(
+    "--arch", metavar="NAME|MODULE:CALLABLE", help="Architecture: linear, mlp, cnn, densenet, a plugin's name, or "
+    "an import path package.module:callable on PYTHONPATH (runs that module's code).")]
+#: --arch-opt key=value, repeatable: the builder's options, typed by its signature
+ArchOptsOpt = Annotated[Optional[list[str]], typer.Option(
+    "--arch-opt", metavar="KEY=VALUE", help="An option of the architecture's builder, typed by its signature "
+    "(e.g. width=32, hidden=64,32, dropout=0.1); repeatable. Recorded in the checkpoint.")]
 LedgerKeyOpt = Annotated[
     Optional[Path],
     typer.Option("--ledger-key", metavar="FILE", help="Secret key file: the ledger, lineage and SISA metadata "

@@ -6,6 +6,7 @@ Examples:
     unlearn train sample_models/radial/manifest.yaml --hidden 128,64 --lr 0.005 --seed 3 --out radial.safetensors
     unlearn train sample_models/moons/manifest.yaml --sisa-shards 5 --sisa-slices 4 --out sisa.safetensors
     unlearn train sample_models/moons/manifest.yaml --track-updates --out logged.safetensors
+    unlearn train data/manifest.yaml --arch mypkg.models:build --arch-opt width=32 --out mine.safetensors
 
 --sisa-shards/--sisa-slices write a SISA ensemble for ``forget --method sisa``
 (tensors prefixed shard{i}.) and a sidecar with every constituent's state after
@@ -24,7 +25,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from unlearn_cli.cli.options import DebugOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt
+from unlearn_cli.cli.options import (
+    ArchOpt, ArchOptsOpt, DebugOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ReportOpt, SeedOpt,
+)
 from unlearn_cli.cli.output import command_run, key_values, show, split_table
 
 
@@ -45,8 +48,8 @@ def _widths(text: str | None) -> list[int] | None:
 def train(
     manifest: Annotated[Path, typer.Argument(metavar="MANIFEST", help="Dataset manifest (YAML).")],
     out: Annotated[Path, typer.Option("--out", "-o", metavar="CKPT", help="Checkpoint to write (.safetensors).")],
-    arch: Annotated[str, typer.Option("--arch", metavar="NAME", help="linear, mlp, cnn, densenet or a plugin "
-                                      "architecture (package.module:callable).")] = "mlp",
+    arch: ArchOpt = "mlp",
+    arch_opt: ArchOptsOpt = None,
     hidden: Annotated[Optional[str], typer.Option(
         "--hidden", metavar="WIDTHS", help="MLP hidden widths, e.g. 64,32 (the paper's).")] = None,
     activation: Annotated[Optional[str], typer.Option(
@@ -82,6 +85,11 @@ def train(
       unlearn train sample_models/moons/manifest.yaml --out moons.safetensors
       unlearn train sample_models/mnist-5k/manifest.yaml --arch cnn --epochs 10 --out mnist.safetensors
       unlearn train sample_models/moons/manifest.yaml --sisa-shards 5 --sisa-slices 4 --out sisa.safetensors
+      unlearn train data/manifest.yaml --arch mypkg.models:build --arch-opt width=32 --out mine.safetensors
+
+    --arch takes a registered name or an import path package.module:callable
+    (imported from PYTHONPATH or installed packages); --arch-opt key=value sets
+    the builder's options, and the checkpoint records them all.
 
     --sisa-shards writes a SISA ensemble (for `unlearn forget --method sisa`);
     --track-updates records every batch's update (for --method amnesiac).
@@ -104,7 +112,7 @@ def train(
         run.input("manifest", dataset.manifest_path, None)
         run.input("data", dataset.data_path, dataset.data_sha256)
         run.claim([("manifest", dataset.manifest_path), ("data file", dataset.data_path)], [("--out", out)])
-        spec = arch_spec_for(dataset, arch, _widths(hidden), activation)
+        spec = arch_spec_for(dataset, arch, _widths(hidden), activation, options=arch_opt or ())
         recipe = default_recipe(
             arch, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
             optimizer=optimizer, seed=seed,

@@ -39,6 +39,7 @@ def check_requirement(method: Any, ckpt: Any) -> None:
     """Refuse a checkpoint the method cannot work on (SISA ensemble, update log), saying how to train one."""
     need = method.requires
     if need == "plain":
+        _check_recipe(method, ckpt)
         return
     if need == "sisa" and ckpt.kind != "sisa":
         raise BadInput(f"method '{method.name}' needs a SISA checkpoint; {ckpt.path.name} is '{ckpt.kind}'; "
@@ -46,6 +47,15 @@ def check_requirement(method: Any, ckpt: Any) -> None:
     if need == "update-log" and not ckpt.meta.get("update_log"):
         raise BadInput(f"method '{method.name}' needs a checkpoint trained with --track-updates; "
                        f"{ckpt.path.name} has no update log; {HOW_TO_TRAIN['update-log']}")
+    _check_recipe(method, ckpt)
+
+
+def _check_recipe(method: Any, ckpt: Any) -> None:
+    """A method that retrains (``needs_recipe``) refuses a checkpoint imported without a training recipe."""
+    if getattr(method, "needs_recipe", False):
+        from unlearn_cli.training.importing import require_recipe
+
+        require_recipe(ckpt, f"method '{method.name}' must retrain it")
 
 
 def precheck_inputs(config_file: Path | None, requests: list[str]) -> None:

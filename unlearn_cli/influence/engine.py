@@ -78,6 +78,9 @@ class InfluenceEngine:
         pick_threads(model)
         fmodel = FunctionalModel.of(model)
         recipe_wd = float(checkpoint.training.get("weight_decay", 0.0))
+        if not checkpoint.training and warn is not None:  # imported without --recipe (training/importing.py)
+            warn(f"{checkpoint.path.name if checkpoint.path else 'the checkpoint'} records no training recipe: "
+                 "the curvature assumes weight decay 0 and cross-entropy loss")
         curvature = CurvatureSettings.of(settings or InfluenceSettings(), weight_decay=recipe_wd, seed=seed)
         curvature_rows = _sample(dataset.train_indices(), curvature.curvature_sample, seed, salt=0)
         engine = cls(checkpoint, dataset, device, fmodel, Objective(weight_decay=recipe_wd),

@@ -109,7 +109,10 @@ def _first_batches(member: np.ndarray, k: int) -> np.ndarray:
 def _ordered_plain(meta: dict[str, Any], n_train: int, k: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     from unlearn_cli.training.loop import Recipe
 
-    recipe = Recipe.from_dict(meta.get("training", {}))
+    if not meta.get("training"):  # imported without a recipe (training/importing.py): no order recorded
+        raise BadInput("the checkpoint records no training recipe (imported without --recipe): "
+                       "there is no batch order to follow")
+    recipe = Recipe.from_dict(meta["training"])
     if recipe.epochs < 1:
         raise BadInput("the checkpoint records 0 training epochs: there is no batch order to follow")
     member = batch_membership(n_train, recipe.batch_size, recipe.epochs, recipe.seed)

@@ -11,4 +11,10 @@
 - ``salun.py``: SalUn (Fan et al. 2024), saliency-masked random-label fine-tuning.
 - ``neggrad.py``: NegGrad+ (Kurmanji et al. 2023), ascent on forget plus descent on retain.
 - ``finetune.py``: fine-tune on the remaining records (NeurIPS 2023 challenge baseline).
+
+BatchNorm running statistics are buffers, not parameters. ``puma`` keeps them (the influence engine
+sees the model in eval mode and patches parameters only); ``retrain`` recomputes them from scratch;
+``sisa`` constituents each have their own (retrained ones recompute theirs); ``amnesiac``'s update
+log records their per-step change with the weights' and subtracts it with the batch; the fine-tuning
+methods (``boundary-*``, ``salun``, ``neggrad``, ``finetune``) train in train mode and so update them.
 """

@@ -41,6 +41,7 @@ class Amnesiac(Method):
         "logged, have been applied)."
     )
     requires = "update-log"
+    needs_recipe = True
     Config = AmnesiacConfig
 
     def forget(self, request: Request, config: AmnesiacConfig) -> Outcome:

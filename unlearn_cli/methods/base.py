@@ -20,6 +20,9 @@ After ``pip install`` it is listed by ``unlearn methods`` and runs with
 * ``requires``: what the checkpoint must carry: ``"plain"`` (any model, the
   default), ``"sisa"`` (trained with ``--sisa-shards``) or ``"update-log"``
   (trained with ``--track-updates``);
+* ``needs_recipe``: True if the method retrains from the checkpoint's recorded
+  training recipe (retrain, sisa, amnesiac); a checkpoint imported without
+  ``--recipe`` is then refused with exit 2 (default False);
 * ``forget(request, config) -> Outcome``: the new weights plus metrics.
 
 Method modules import torch inside ``forget`` only, so that listing methods
@@ -68,6 +71,7 @@ class Method(ABC):
     summary: ClassVar[str] = ""
     details: ClassVar[str] = ""
     requires: ClassVar[str] = "plain"
+    needs_recipe: ClassVar[bool] = False
     Config: ClassVar[type] = object
 
     @abstractmethod

@@ -21,6 +21,7 @@ class RetrainConfig:
 
 class Retrain(Method):
     name = "retrain"
+    needs_recipe = True
     summary = "train from scratch on the remaining records with the checkpoint's recorded recipe (exact reference)"
     details = (
         "Exact unlearning and the reference for every other method: a new model is initialised from the "

@@ -39,6 +39,7 @@ class Sisa(Method):
         "further requests work; without the input's sidecar affected shards restart from slice 0 (still exact)."
     )
     requires = "sisa"
+    needs_recipe = True
     Config = SisaConfig
 
     def forget(self, request: Request, config: SisaConfig) -> Outcome:

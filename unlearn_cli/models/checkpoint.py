@@ -45,7 +45,7 @@ class Checkpoint:
 
     @property
     def training(self) -> dict[str, Any]:
-        return self.meta.get("training", {})
+        return self.meta.get("training") or {}  # null: imported without a recipe (training/importing.py)
 
     @property
     def dataset(self) -> dict[str, Any]:

@@ -8,7 +8,10 @@ a command (exit 1). What is checked:
 * the JSON text: at most ``MAX_META_BYTES``, nested at most ``MAX_DEPTH`` deep
   (real metadata is 4 deep; json's C parser would raise RecursionError);
 * ``format`` an int the tool understands; ``kind`` a string;
-* ``arch``: ``name`` a non-empty string, ``kwargs`` an object whose numbers
+* ``arch``: ``name`` a non-empty string, either a registered name or an
+  import path ``package.module:callable`` (dotted identifiers only: a
+  checkpoint can name a module on the user's ``sys.path``, never a file;
+  ``models/registry.py``), ``kwargs`` an object whose numbers
   are finite and whose integers are sizes in ``[0, MAX_SIZE]``; the sizes the
   built-in builders take (``input_shape``, ``num_classes``, ``hidden``,
   ``channels``, ``nblocks``, ``growth_rate``) are checked by name, and
@@ -31,6 +34,7 @@ from typing import Any
 
 from unlearn_cli.data.schema import MAX_CLASSES
 from unlearn_cli.errors import BadInput
+from unlearn_cli.models.registry import IMPORT_PATH
 from unlearn_cli.ops.inputs import show_path
 
 #: Deepest nesting of the ``unlearn`` JSON; the SISA metadata, the deepest real one, is 4.
@@ -132,12 +136,17 @@ def _check_arch(path: Path, arch: Any) -> None:
     name = arch.get("name")
     if not isinstance(name, str) or not name.strip():
         raise _fail(path, "arch.name", "must be a non-empty string (an architecture name)")
+    if ":" in name and not IMPORT_PATH.fullmatch(name):
+        raise _fail(path, "arch.name", "must be a registered architecture name or an import path "
+                    "package.module:callable (dotted module names, never a file path)")
     kwargs = arch.get("kwargs", {})
     if not isinstance(kwargs, dict):
         raise _fail(path, "arch.kwargs", f"must be an object, not {_type_name(kwargs)}")
     for key, value in kwargs.items():
         _check_value(path, f"arch.kwargs.{key}", value)
-        if key in _SIZE_LISTS:
+        if key == "hidden" and _is_int(value):  # cnn's hidden is one width, mlp's a list
+            _check_size(path, f"arch.kwargs.{key}", value, 1)
+        elif key in _SIZE_LISTS:
             _check_sizes(path, f"arch.kwargs.{key}", value, _SIZE_LISTS[key])
         elif key in _SIZES:
             _check_size(path, f"arch.kwargs.{key}", value, _SIZES[key])

@@ -30,6 +30,7 @@ DEFAULT_RECIPES: dict[str, dict[str, Any]] = {
     "mlp": dict(optimizer="adam", lr=0.01, epochs=100, batch_size=32, weight_decay=1e-4),
     "cnn": dict(optimizer="adam", lr=2e-3, epochs=10, batch_size=64, weight_decay=1e-4),
     "densenet": dict(optimizer="adam", lr=2e-3, epochs=6, batch_size=64, weight_decay=1e-4),
+    "resnet": dict(optimizer="adam", lr=2e-3, epochs=6, batch_size=64, weight_decay=1e-4),
 }
 
 
@@ -94,6 +95,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 SMALL_MODEL_PARAMS = 100_000
+#: torch's own choice at start-up, restored for models that gain from more threads.
+_DEFAULT_THREADS = torch.get_num_threads()
 
 
 def pick_threads(model: nn.Module) -> None:
@@ -112,8 +115,10 @@ def pick_threads(model: nn.Module) -> None:
         torch.set_num_threads(max(1, int(forced)))
         return
     has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
-    if not has_conv and sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS:
-        torch.set_num_threads(1)
+    small = not has_conv and sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
+    # Put the default back for the next model: in one process (tests, the Python API) a small model
+    # trained first must not leave a convolutional one single-threaded.
+    torch.set_num_threads(1 if small else _DEFAULT_THREADS)
 
 
 def init_model(arch_spec: dict[str, Any], seed: int) -> nn.Module:
