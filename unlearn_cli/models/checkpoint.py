@@ -68,49 +68,72 @@ class Checkpoint:
         return resolve_input(self.path.parent / rel, "recorded manifest")
 
     def build_model(self, device: str = "cpu"):
-        """Rebuild the module and load the weights, in eval mode.
+        """Rebuild the module and load the weights strictly (``fit_module``), in eval mode."""
+        kwargs = self.arch.get("kwargs") or {}
+        return fit_module(self.arch, self.state, show_path(self.path or "?"),
+                          input_shape=kwargs.get("input_shape"), num_classes=kwargs.get("num_classes")
+                          ).to(device).eval()
 
-        The module is first built on torch's meta device (no memory) and its
-        shapes compared with the weights: an ``arch`` whose sizes do not match
-        is refused before anything of its size is allocated.
-        """
-        import torch
 
-        from unlearn_cli.models.registry import build
+def fit_problem(expected: dict[str, Any], state: dict[str, Any], input_shape: list[int] | None,
+                num_classes: int | None) -> str | None:
+    """What keeps ``state`` from loading strictly into a module whose state_dict is ``expected``, or None.
 
-        try:
-            with torch.device("meta"):
-                probe = build(self.arch)
-        except BadInput:
-            raise
-        except Exception:  # noqa: BLE001 - a plugin that cannot build on meta is checked by load_state_dict
-            probe = None
-        if probe is not None:
-            self._check_fit(probe.state_dict())
-        model = build(self.arch)
-        try:
-            missing, unexpected = model.load_state_dict(self.state, strict=False)
-        except RuntimeError as exc:
-            raise BadInput(f"{self.path}: weights do not fit architecture '{self.arch['name']}' "
-                           f"({load_error_detail(exc)})") from None
-        if missing or unexpected:
-            raise BadInput(
-                f"{self.path}: weights do not fit architecture '{self.arch['name']}' "
-                f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
-            )
-        return model.to(device).eval()
+    A mismatch in the first weight matrix's input width or the last one's output width is said in
+    the data set's terms (features or channels against ``input_shape``, classes against ``num_classes``).
+    """
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        return (f"missing keys {[show_path(k) for k in missing[:4]]}, "
+                f"unexpected keys {[show_path(k) for k in unexpected[:4]]}")
+    wrong = [k for k in expected if tuple(expected[k].shape) != tuple(state[k].shape)]
+    if not wrong:
+        return None
+    key, want, got = wrong[0], list(expected[wrong[0]].shape), list(state[wrong[0]].shape)
+    matrices = [k for k, t in expected.items() if t.dim() >= 2]
+    if (input_shape and matrices and key == matrices[0] and len(want) == len(got) and want[0] == got[0]
+            and want[2:] == got[2:]):
+        unit = "features" if len(want) == 2 else "channels"
+        shown = math.prod(input_shape) if len(want) == 2 else input_shape[0]
+        return (f"the first layer '{show_path(key)}' takes {got[1]} input {unit}, the manifest's data has "
+                f"{shown} (input_shape {list(input_shape)})")
+    if num_classes is not None and matrices and key == matrices[-1] and len(want) == len(got) and want[1:] == got[1:]:
+        return (f"the model outputs {got[0]} classes ('{show_path(key)}' is {got}), the manifest has "
+                f"num_classes {num_classes}")
+    return f"shape of '{show_path(key)}': {got} in the file, {want} in the architecture"
 
-    def _check_fit(self, expected: dict[str, Any]) -> None:
-        """Weights and the architecture's tensors: same names, same shapes."""
-        missing = [k for k in expected if k not in self.state]
-        unexpected = [k for k in self.state if k not in expected]
-        wrong = [k for k in expected if k in self.state and tuple(expected[k].shape) != tuple(self.state[k].shape)]
-        if missing or unexpected or wrong:
-            detail = (f"shape of '{wrong[0]}': {list(self.state[wrong[0]].shape)} in the file, "
-                      f"{list(expected[wrong[0]].shape)} in the architecture") if wrong else (
-                      f"missing {missing[:3]}, unexpected {unexpected[:3]}")
-            raise BadInput(f"{show_path(self.path or '?')}: weights do not fit architecture "
-                           f"'{show_path(self.arch['name'])}' ({detail})")
+
+def fit_module(spec: dict[str, Any], state: dict[str, Any], where: str, *,
+               input_shape: list[int] | None = None, num_classes: int | None = None):
+    """The module of ``spec`` with ``state`` loaded strictly; every misfit a one-line BadInput.
+
+    The module is first built on torch's meta device (no memory) and its
+    shapes compared with the weights: an ``arch`` whose sizes do not match
+    is refused before anything of its size is allocated.
+    """
+    import torch
+
+    from unlearn_cli.models.registry import build
+
+    prefix = f"{where}: weights do not fit architecture '{show_path(spec['name'])}'"
+    try:
+        with torch.device("meta"):
+            probe = build(spec)
+    except BadInput:
+        raise
+    except Exception:  # noqa: BLE001 - a builder that cannot build on meta is checked by load_state_dict
+        probe = None
+    if probe is not None:
+        problem = fit_problem(probe.state_dict(), state, input_shape, num_classes)
+        if problem:
+            raise BadInput(f"{prefix} ({problem})")
+    model = build(spec)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise BadInput(f"{prefix} ({load_error_detail(exc)})") from None
+    return model
 
 
 def load_error_detail(exc: RuntimeError) -> str:

@@ -104,58 +104,6 @@ def read_weights(path: str | Path) -> tuple[dict[str, Any], str]:
     return state, hashlib.sha256(data).hexdigest()
 
 
-def fit_problem(expected: dict[str, Any], state: dict[str, Any], input_shape: list[int],
-                num_classes: int) -> str | None:
-    """What keeps ``state`` from loading strictly into a module whose state_dict is ``expected``, or None."""
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        return (f"missing keys {[show_path(k) for k in missing[:4]]}, "
-                f"unexpected keys {[show_path(k) for k in unexpected[:4]]}")
-    wrong = [k for k in expected if tuple(expected[k].shape) != tuple(state[k].shape)]
-    if not wrong:
-        return None
-    key, want, got = wrong[0], list(expected[wrong[0]].shape), list(state[wrong[0]].shape)
-    matrices = [k for k, t in expected.items() if t.dim() >= 2]
-    if matrices and key == matrices[0] and len(want) == len(got) and want[0] == got[0] and want[2:] == got[2:]:
-        unit = "features" if len(want) == 2 else "channels"
-        shown = math.prod(input_shape) if len(want) == 2 else input_shape[0]
-        return (f"the first layer '{show_path(key)}' takes {got[1]} input {unit}, the manifest's data has "
-                f"{shown} (input_shape {list(input_shape)})")
-    if matrices and key == matrices[-1] and len(want) == len(got) and want[1:] == got[1:]:
-        return (f"the model outputs {got[0]} classes ('{show_path(key)}' is {got}), the manifest has "
-                f"num_classes {num_classes}")
-    return f"shape of '{show_path(key)}': {got} in the file, {want} in the architecture"
-
-
-def load_strictly(spec: dict[str, Any], state: dict[str, Any], source: str, num_classes: int):
-    """The module of ``spec`` with ``state`` loaded strictly; every misfit a one-line BadInput."""
-    import torch
-
-    from unlearn_cli.models.checkpoint import load_error_detail
-    from unlearn_cli.models.registry import build
-
-    prefix = f"{source}: weights do not fit architecture '{show_path(spec['name'])}'"
-    kwargs = spec["kwargs"]
-    try:
-        with torch.device("meta"):
-            probe = build(spec)
-    except BadInput:
-        raise
-    except Exception:  # noqa: BLE001 - a builder that cannot build on meta is checked by load_state_dict
-        probe = None
-    if probe is not None:
-        problem = fit_problem(probe.state_dict(), state, kwargs["input_shape"], num_classes)
-        if problem:
-            raise BadInput(f"{prefix} ({problem})")
-    model = build(spec)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise BadInput(f"{prefix} ({load_error_detail(exc)})") from None
-    return model
-
-
 def check_io(model: Any, dataset: Any, device: Any, source: str) -> None:
     """One train row through the model: it must accept the manifest's input and output ``num_classes``."""
     import torch
@@ -206,7 +154,7 @@ def import_checkpoint(
     path, or None (no recipe: recorded as ``training: null``, ``recipe: "none"``).
     """
     from unlearn_cli.data.manifest import load_manifest
-    from unlearn_cli.models.checkpoint import save_checkpoint
+    from unlearn_cli.models.checkpoint import fit_module, save_checkpoint
     from unlearn_cli.models.datasets import dataset_meta
     from unlearn_cli.models.predict import evaluate_splits
     from unlearn_cli.models.registry import arch_spec_for
@@ -222,7 +170,8 @@ def import_checkpoint(
     spec = arch_spec_for(dataset, arch, None, None, options=list(arch_options))
     source = show_path(weights)
     with phase("load weights"):
-        model = load_strictly(spec, state, source, dataset.num_classes).to(device)
+        model = fit_module(spec, state, source, input_shape=spec["kwargs"]["input_shape"],
+                           num_classes=dataset.num_classes).to(device)
         check_io(model, dataset, device, source)
     with phase("evaluate"):
         splits = evaluate_splits(model, dataset, {"train": dataset.train_indices(), "test": dataset.test_indices()},
