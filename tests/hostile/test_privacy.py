@@ -169,6 +169,19 @@ def test_stderr_names_the_ids_but_the_report_file_does_not(work, splits):
     assert json.loads(text)["status"] == "failed" and test[3] not in text
 
 
+@pytest.mark.parametrize("which", ["test-split", "unknown"])
+def test_an_attack_refused_for_its_ids_names_them_on_stderr_only(work, splits, which):
+    _, test = splits
+    record = test[3] if which == "test-split" else "nobody@example.org"
+    ids = work / "ids.txt"
+    ids.write_text(f"{record}\n")
+    report = work / "attack.json"
+    refuse(["attack", work / "model.safetensors", "--ids", ids, "--attack", "loss", "--report", report], [ids],
+           expect=record)
+    text = report.read_text()
+    assert json.loads(text)["status"] == "failed" and record not in text
+
+
 # -- no raw ID in any file a run writes ---------------------------------------------------
 
 def _queue_of_hostile_requests(work: Path, train: list[str], test: list[str]) -> tuple[Path, list[str]]:

@@ -273,16 +273,17 @@ def check_known(
     if in_test:
         n = len(in_test)
         raise BadInput(
-            f"{n} requested {_plural(n, 'ID belongs', 'IDs belong')} to the test split, "
-            f"not train: {_name_some(in_test)}"
+            f"{n} requested {_plural(n, 'ID belongs', 'IDs belong')} to the test split, not train",
+            private=_name_some(in_test),  # the IDs reach the terminal only, never a report file
         )
     known = [i for i in requested if i in train]
     unknown = [i for i in requested if i not in train]
     if unknown and not ignore_unknown:
         n = len(unknown)
         raise BadInput(
-            f"{n} requested {_plural(n, 'ID is', 'IDs are')} not in the train split: "
-            f"{_name_some(unknown)}; use --ignore-unknown to skip {_plural(n, 'it', 'them')}"
+            f"{n} requested {_plural(n, 'ID is', 'IDs are')} not in the train split "
+            f"(--ignore-unknown skips {_plural(n, 'it', 'them')})",
+            private=_name_some(unknown),
         )
     if not known:
         raise BadInput("none of the requested IDs is in the train split")
