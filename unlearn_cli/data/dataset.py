@@ -31,6 +31,7 @@ class Dataset:
     ids: list[str]
     train: np.ndarray
     test: np.ndarray
+    validation: np.ndarray  # held-out rows for fitting C or a temperature (manifest splits.validation)
     input_shape: tuple[int, ...]
     normalize: str
     feature_names: list[str]
@@ -49,6 +50,10 @@ class Dataset:
 
     def test_indices(self) -> np.ndarray:
         return np.flatnonzero(self.test).astype(np.int64)
+
+    def validation_indices(self) -> np.ndarray:
+        """Rows of the manifest's ``splits.validation`` (never trained on); empty when it has none."""
+        return np.flatnonzero(self.validation).astype(np.int64)
 
     @property
     def train_ids(self) -> list[str]:
@@ -113,4 +118,5 @@ class Dataset:
                 raise ValueError(f"keep indices must lie in [0, {self.n})")
             keep_mask = np.zeros(self.n, dtype=bool)
             keep_mask[idx] = True
-        return dataclasses.replace(self, train=self.train & keep_mask, test=self.test.copy())
+        return dataclasses.replace(self, train=self.train & keep_mask, test=self.test.copy(),
+                                   validation=self.validation.copy())

@@ -18,6 +18,8 @@ at most 1 MiB) looks like::
     splits:                     # optional; default: every row is train
       train: train_mask         # bool array / csv column (true/false/1/0), or
       test: {fraction: 0.2, seed: 0}
+      validation: val_mask      # optional, same forms as test: held-out records for fitting
+                                #   a criterion (PUMA's C) or a temperature; never trained on
     input_shape: [1, 28, 28]    # optional: reshape each feature row
     normalize: standard         # none | standard | minmax | scale255 (train rows only)
     sha256: <hex>               # optional; checked against the data file on load
@@ -86,14 +88,14 @@ def load_manifest(path: str | os.PathLike, *, verify_sha256: bool = True, quote:
         ctx.fail("data.path", f": data file {data_path.name} has no rows")
     _check_labels(ctx, y, fields.num_classes)
     _check_unique(ctx, ids)
-    train, test = make_splits(ctx, n, fields.splits, masks)
+    train, test, validation = make_splits(ctx, n, fields.splits, masks)
     input_shape = _input_shape(ctx, fields.input_shape, feats2d.shape[1])
     x = normalize(feats2d, train, fields.normalize).reshape((n, *input_shape))
 
     return Dataset(
         name=fields.name, num_classes=fields.num_classes, manifest_path=manifest_path,
         data_path=data_path, data_sha256=actual_sha, x=x, y=y, ids=ids,
-        train=train, test=test, input_shape=input_shape, normalize=fields.normalize,
+        train=train, test=test, validation=validation, input_shape=input_shape, normalize=fields.normalize,
         feature_names=feature_names, source=fields.source, license=fields.license, raw=raw,
     )
 

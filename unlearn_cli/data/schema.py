@@ -21,7 +21,7 @@ from unlearn_cli.ops.inputs import excerpt, show_path
 TOP_KEYS = ("name", "num_classes", "data", "splits", "input_shape", "normalize",
             "sha256", "source", "license")
 DATA_KEYS = ("path", "features", "labels", "ids", "categorical")
-SPLIT_KEYS = ("train", "test")
+SPLIT_KEYS = ("train", "test", "validation")
 FRACTION_KEYS = ("fraction", "seed")
 NORMALIZE_MODES = ("none", "standard", "minmax", "scale255")
 DATA_SUFFIXES = (".safetensors", ".npz", ".csv")
@@ -157,7 +157,7 @@ def parse_fields(ctx: ManifestContext, raw: Any) -> ManifestFields:
     if splits is None:
         splits = {}
     if not isinstance(splits, dict):
-        ctx.fail("splits", f"must be a mapping with keys train and/or test, got {ctx.show(splits)}")
+        ctx.fail("splits", f"must be a mapping with keys train, test and/or validation, got {ctx.show(splits)}")
     check_keys(ctx, splits, SPLIT_KEYS, "splits")
     split_specs = {k: _parse_split_spec(ctx, k, splits[k]) for k in SPLIT_KEYS
                    if splits.get(k) is not None}
