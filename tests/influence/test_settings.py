@@ -38,7 +38,7 @@ def test_every_command_embeds_the_settings_and_only_puma_changes_a_default():
         for f in dataclasses.fields(InfluenceSettings):
             expected = PUMA_DAMPING if (cls is PumaConfig and f.name == "damping") else getattr(base, f.name)
             assert getattr(got, f.name) == expected, (cls.__name__, f.name)
-    assert (InfluenceSettings().damping, PumaConfig().damping) == (1e-3, 1e-2)
+    assert (InfluenceSettings().damping, PumaConfig().damping) == (1e-3, 0.1)
 
 
 def test_reports_list_each_command_s_own_options_in_their_order():

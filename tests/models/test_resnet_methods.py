@@ -96,6 +96,8 @@ def runs(work, trained):
     jobs = {}
     for method in METHODS:
         short = ["--set", "epochs=2"] if method in FINE_TUNING else []
+        if method == "puma":  # a smoke test that it runs; its removal check is tested in tests/influence
+            short = ["--set", "removal_margin=1"]
         jobs[f"forget/{method}"] = ["forget", trained[KIND.get(method, "plain")], trained["ids"], "--method", method,
                                     *short, "--out", work / f"out.{method}.safetensors", "--json",
                                     "--ledger", work / f"{method}.ledger.jsonl"]

@@ -171,8 +171,9 @@ def _apply(run: RunFacts, method: Any, *, warn: Warn, timings: dict[str, float],
 
     job, dataset = run.job, run.dataset
     splits = _split_rows(run)
+    evaluated = {**splits, "retain": _eval_sample(splits["retain"], run.seed)}
     t1 = time.perf_counter()
-    before = split_metrics(load_predictor(run.ckpt, job.device), dataset, splits, job.device)
+    before = split_metrics(load_predictor(run.ckpt, job.device), dataset, evaluated, job.device)
     timings["evaluate_before_s"] = time.perf_counter() - t1
 
     method_request = MethodRequest(checkpoint=run.ckpt, dataset=dataset, forget_rows=splits["forget"],
@@ -182,7 +183,7 @@ def _apply(run: RunFacts, method: Any, *, warn: Warn, timings: dict[str, float],
     meta = forget_child_meta(run, outcome)
     after_ckpt = Checkpoint(outcome.state, meta, run.targets.out, None)
     t1 = time.perf_counter()
-    after = split_metrics(load_predictor(after_ckpt, job.device), dataset, splits, job.device)
+    after = split_metrics(load_predictor(after_ckpt, job.device), dataset, evaluated, job.device)
     timings["evaluate_after_s"] = time.perf_counter() - t1
     reason = method.check(method_request, run.method_config, outcome)
     if reason:
@@ -201,8 +202,22 @@ def _apply(run: RunFacts, method: Any, *, warn: Warn, timings: dict[str, float],
         "forgotten": len(run.new),
         "already_removed": run.already,
         "skipped_unknown": len(run.skipped),
+        "retain_evaluated": {"records": int(len(evaluated["retain"])), "of": int(len(splits["retain"]))},
         "method": outcome.metrics,
     })
+
+
+#: before/after retain metrics are taken on a seeded sample of this many remaining records (the report
+#: states the sample and the population): a full pass would cost more than a warm PUMA request
+RETAIN_EVAL_SAMPLE = 2000
+
+
+def _eval_sample(rows: Any, seed: int) -> Any:
+    import numpy as np
+
+    if len(rows) <= RETAIN_EVAL_SAMPLE:
+        return rows
+    return np.sort(np.random.default_rng([seed, 7]).choice(rows, RETAIN_EVAL_SAMPLE, replace=False))
 
 
 def _run_method(run: RunFacts, method: Any, request: MethodRequest, timings: dict[str, float]) -> Outcome:

@@ -39,6 +39,8 @@ class Criterion(ABC):
 
     name = ""
     doc = ""
+    #: a mean over records, so grad C can be accumulated chunk by chunk
+    decomposable = False
 
     @abstractmethod
     def value(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -48,6 +50,7 @@ class Criterion(ABC):
 class CrossEntropy(Criterion):
     name = "cross-entropy"
     doc = "mean cross-entropy (the paper's default: J and C identical)"
+    decomposable = True
 
     def value(self, logits, y):
         return F.cross_entropy(logits, y)
@@ -62,6 +65,7 @@ class SoftError(Criterion):
 
     name = "accuracy"
     doc = "1 - mean probability of the true class (smooth surrogate of the error rate)"
+    decomposable = True
 
     def value(self, logits, y):
         return 1.0 - torch.softmax(logits, 1).gather(1, y[:, None]).mean()

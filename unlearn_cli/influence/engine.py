@@ -26,7 +26,7 @@ from unlearn_cli.influence.criteria import Criterion, Objective, get_criterion
 from unlearn_cli.influence.scores import FunctionalModel, criterion_grad
 from unlearn_cli.influence.settings import InfluenceSettings
 from unlearn_cli.influence.solvers.base import (
-    CurvatureSettings, Solver, build_solver, curvature_matvec, relative_residual, solver_class,
+    CurvatureSettings, Solver, build_solver, curvature_matvec, operator_positions, relative_residual, solver_class,
 )
 
 RESIDUAL_SAMPLE = 256  # records for the reported residual of factorised solves (a full pass would cost an epoch)
@@ -49,6 +49,8 @@ class InfluenceEngine:
     info: dict[str, Any] = field(default_factory=dict)
     warn: Callable[[str], None] = lambda message: None
     progress: Progress | None = None  # hears the curvature build and the solver's iterations
+    model_rows: np.ndarray | None = None  # the records the model stands on (train minus earlier removals)
+    excluded: int = 0                     # train records left out of H and grad C (removed earlier)
 
     # -- construction ----------------------------------------------------------
     @classmethod
@@ -62,16 +64,26 @@ class InfluenceEngine:
         settings: InfluenceSettings | None = None,
         seed: int = 0,
         criterion_rows: np.ndarray | None = None,
+        model_rows: np.ndarray | None = None,
+        leave_out: np.ndarray | None = None,
+        need_v: bool = True,
         warn: Callable[[str], None] | None = None,
         progress: Progress | None = None,
     ) -> "InfluenceEngine":
         """Model, objective, criterion, solver and v for a checkpoint.
 
         ``settings`` are any command's settings that embed
-        :class:`InfluenceSettings` (default: its defaults). ``criterion_rows``
-        are the records grad C is taken over (default: the train split, D_tn in
-        Algorithm 1). ``warn`` hears about a curvature cache that could not be written;
-        ``progress`` (``ops.progress``) hears the curvature build's passes and the solver's iterations.
+        :class:`InfluenceSettings` (default: its defaults). ``model_rows`` are
+        the records the model stands on (default: the train split; a forget
+        request passes the train split without the records removed earlier, so
+        H and grad C never see them again). ``leave_out`` (a request's records)
+        are also kept out of a curvature built for this request alone; a
+        cached (factorised) curvature keeps them, an O(k/n) difference.
+        ``criterion_rows`` are the records grad C is taken over (default:
+        ``model_rows``, D_tn in Algorithm 1); ``need_v=False`` skips v (PUMA
+        takes grad C at every step itself). ``warn`` hears about a curvature
+        cache that could not be written; ``progress`` (``ops.progress``) hears
+        the curvature build's passes and the solver's iterations.
         """
         device = torch.device(device)
         model = checkpoint.build_model(device)
@@ -82,53 +94,76 @@ class InfluenceEngine:
             warn(f"{checkpoint.path.name if checkpoint.path else 'the checkpoint'} records no training recipe: "
                  "the curvature assumes weight decay 0 and cross-entropy loss")
         curvature = CurvatureSettings.of(settings or InfluenceSettings(), weight_decay=recipe_wd, seed=seed)
-        curvature_rows = _sample(dataset.train_indices(), curvature.curvature_sample, seed, salt=0)
+        train_rows = dataset.train_indices()
+        model_rows = train_rows if model_rows is None else np.sort(np.asarray(model_rows, dtype=np.int64))
+        base_rows = model_rows
+        if leave_out is not None and len(leave_out) and not solver_class(
+                curvature.resolved_solver(fmodel.size)).factorised:
+            base_rows = np.setdiff1d(model_rows, leave_out)
+        curvature_rows = _sample(base_rows, curvature.curvature_sample, seed, salt=0)
         engine = cls(checkpoint, dataset, device, fmodel, Objective(weight_decay=recipe_wd),
                      get_criterion(criterion), curvature, curvature_rows,
                      solver=None, v=None, seed=seed)  # type: ignore[arg-type]
         if warn is not None:
             engine.warn = warn
         engine.progress = progress
-        engine._prepare(criterion_rows)
+        engine.model_rows = model_rows
+        engine.excluded = int(len(train_rows) - len(model_rows))
+        engine._prepare(criterion_rows, need_v)
         return engine
 
     @classmethod
-    def for_request(cls, request: Any, config: InfluenceSettings) -> "InfluenceEngine":
-        """The engine for one forget request with PUMA's options (``config`` embeds the influence settings)."""
+    def for_request(cls, request: Any, config: InfluenceSettings, **kwargs: Any) -> "InfluenceEngine":
+        """The engine for one forget request: H and grad C over the records the model stands on now."""
+        model_rows = np.concatenate([request.retain_rows, request.forget_rows])
         return cls.build(request.checkpoint, request.dataset, device=request.device, criterion=config.criterion,
-                         settings=config, seed=request.seed, warn=getattr(request, "warn", None),
-                         progress=getattr(request, "progress", None))
+                         settings=config, seed=request.seed, model_rows=model_rows,
+                         leave_out=request.forget_rows, warn=getattr(request, "warn", None),
+                         progress=getattr(request, "progress", None), **kwargs)
 
-    def _prepare(self, criterion_rows: np.ndarray | None) -> None:
-        """The solver and v, from the sidecar cache when it holds them."""
+    def _prepare(self, criterion_rows: np.ndarray | None, need_v: bool = True) -> None:
+        """The solver and v, from the sidecar cache (this checkpoint's, or its parent's) when it holds them."""
         settings, fmodel = self.settings, self.fmodel
         solver_name = settings.resolved_solver(fmodel.size)
         checkpoint = self.checkpoint
         cacheable = settings.cache and solver_class(solver_name).factorised and checkpoint.path is not None
         path = sidecar_path(checkpoint.path, checkpoint.sha256, f"curvature-{solver_name}") if cacheable else None
         key = {**settings.key(fmodel.size), "train_ids_digest": self.dataset.train_id_digest(),
-               "curvature_rows": len(self.curvature_rows)}
+               "curvature_rows": len(self.curvature_rows), "rows_digest": rows_digest(self.curvature_rows)}
         cached = load_sidecar(path, key) if path is not None else None
-        # A cache hit needs no pass over the train split, so it is not even copied (cost follows the request).
+        reuse = None
+        if cached is None and path is not None:
+            cached, reuse = parent_curvature(checkpoint, solver_name, key, settings.curvature_refresh)
+        # A cache hit needs no pass over the train split, so it is not even copied (cost follows the request);
+        # a solver whose operator runs on a sample of the curvature records gets that sample back.
         curvature_xy = (None, None) if cached is not None else self.rows(self.curvature_rows)
+        solver_xy = curvature_xy
+        sample_field = getattr(solver_class(solver_name), "operator_sample_field", None)
+        if cached is not None and sample_field:
+            keep = operator_positions(len(self.curvature_rows), getattr(settings, sample_field), settings.seed)
+            solver_xy = self.rows(self.curvature_rows[keep])
 
         t0 = time.perf_counter()
-        self.solver = build_solver(settings, fmodel, *curvature_xy, cached=cached, progress=self.progress)
+        self.solver = build_solver(settings, fmodel, *solver_xy, cached=cached, progress=self.progress)
         self.timings["curvature_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        cache_error = None
+        cache_error, v_residual = None, None
         v_name = f"v.{self.criterion.name}"
-        if cached is not None and v_name in cached and criterion_rows is None:
+        if not need_v:
+            self.v = None  # type: ignore[assignment]
+        elif cached is not None and reuse is None and v_name in cached and criterion_rows is None:
             self.v = cached[v_name].to(self.device)
             v_residual = float(cached.get(f"{v_name}.residual", torch.tensor(float("nan"))))
         else:
             v_residual = self._solve_v(criterion_rows, curvature_xy)
-            if path is not None and criterion_rows is None:
-                state = dict(cached or self.solver.state())
+        if path is not None and (cached is None or reuse is not None):
+            state = dict(cached or self.solver.state())
+            state.setdefault("rows_at_build", torch.tensor(len(self.curvature_rows)))
+            if need_v and criterion_rows is None:
                 state[v_name] = self.v
                 state[f"{v_name}.residual"] = torch.tensor(v_residual)
-                cache_error = self._save_cache(path, state, key)
+            cache_error = self._save_cache(path, state, key)
         self.timings["v_s"] = time.perf_counter() - t0
         self.info = {
             "solver": solver_name,
@@ -137,7 +172,9 @@ class InfluenceEngine:
             "weight_decay": settings.weight_decay,
             "parameters": fmodel.size,
             "curvature_records": int(len(self.curvature_rows)),
-            "cache": None if path is None else {"path": str(path), "hit": cached is not None,
+            "excluded_records": self.excluded,
+            "cache": None if path is None else {"path": str(path), "hit": cached is not None and reuse is None,
+                                                **({"reused_from_parent": reuse} if reuse else {}),
                                                 **({"error": cache_error} if cache_error else {})},
             "v_residual": v_residual,
         }
@@ -156,13 +193,12 @@ class InfluenceEngine:
         return None
 
     def _solve_v(self, criterion_rows: np.ndarray | None, curvature_xy: tuple) -> float:
-        """v = (H + dI)^-1 grad C over ``criterion_rows`` (the train split by default); its relative residual."""
-        train_rows = self.dataset.train_indices()
-        x_cv, y_cv = curvature_xy if curvature_xy[0] is not None else self.rows(self.curvature_rows)
-        if criterion_rows is None and len(self.curvature_rows) == len(train_rows):
-            x_c, y_c = x_cv, y_cv  # no second copy of the train split
+        """v = (H + dI)^-1 grad C over ``criterion_rows`` (the model's records by default); its relative residual."""
+        if criterion_rows is None and curvature_xy[0] is not None and np.array_equal(self.curvature_rows,
+                                                                                     self.model_rows):
+            x_c, y_c = curvature_xy  # no second copy of the train split
         else:
-            x_c, y_c = self.rows(train_rows if criterion_rows is None else criterion_rows)
+            x_c, y_c = self.rows(self.model_rows if criterion_rows is None else criterion_rows)
         _, grad_c = criterion_grad(self.fmodel, self.criterion, x_c, y_c)
         self.v = self.solver.solve(grad_c)
         return relative_residual(self.residual_matvec(), self.v, grad_c)
@@ -188,6 +224,38 @@ class InfluenceEngine:
         for name, value in params.items():
             state[name] = value.detach().to(state[name].dtype).cpu()
         return state
+
+
+def rows_digest(rows: np.ndarray) -> str:
+    """A short digest of a row set (the cache key of a curvature built on it)."""
+    import hashlib
+
+    return hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+def parent_curvature(checkpoint: Any, solver_name: str, key: dict[str, Any], refresh: float
+                     ) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any] | None]:
+    """The lineage parent's cached factors when the records removed since they were built are few.
+
+    A forget child (``--in-place`` or ``--out`` in the same folder) finds its parent's sidecar by the
+    parent's sha256 in its lineage. The factors are reused while the records removed since they were built
+    stay within ``refresh`` (a fraction of the records they were built on); v is always solved anew.
+    """
+    lineage = checkpoint.meta.get("lineage") or []
+    parent = lineage[-1].get("parent_sha256") if lineage and isinstance(lineage[-1], dict) else None
+    if not isinstance(parent, str) or checkpoint.path is None:
+        return None, None
+    path = sidecar_path(checkpoint.path, parent, f"curvature-{solver_name}")
+    loose = {k: v for k, v in key.items() if k not in ("curvature_rows", "rows_digest")}
+    cached = load_sidecar(path, loose, relax=("curvature_rows", "rows_digest"))
+    if cached is None or "rows_at_build" not in cached:
+        return None, None
+    built = int(cached["rows_at_build"])
+    removed = max(0, built - int(key["curvature_rows"])) / max(built, 1)
+    if removed > refresh:
+        return None, None
+    kept = {k: v for k, v in cached.items() if not k.startswith("v.")}
+    return kept, {"parent_sha256": parent[:16], "removed_since_build": removed, "refresh_at": refresh}
 
 
 def _sample(rows: np.ndarray, k: int, seed: int, salt: int) -> np.ndarray:

@@ -6,11 +6,12 @@ Given the cached v = H^-1 grad C (the "HVP" of the paper, equation 9):
 2. lambda* from equation 10 (exact single-residual solver);
 3. b = sum_k grad L_k - sum_j lambda_j grad L_j by one backward pass;
 4. Phi = (H + dI)^-1 b (equation 12, both projections in one solve by linearity);
-5. theta' = theta + eta Phi (equation 11), eta given or the largest on a
-   geometric grid whose change of C on remaining records stays within delta
-   (equation 2), checked with forward passes only.
+5. theta' = theta + eta Phi (equation 11) at a given eta, and the change of C
+   it makes on the check records (forward passes only).
 
-``methods/puma.py`` wraps this as a plugin; ``calibrate`` calls the same function.
+This is the paper's single step in its own units, as ``calibrate`` (Algorithm 3)
+uses it with its own eta grid. PUMA's removal (natural units, the one-sided eta
+walk, re-linearised steps) is ``removal.py``.
 """
 
 from __future__ import annotations
@@ -38,57 +39,6 @@ class PatchResult:
     eta: float
     info: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def eta_grid(settings: PatchSettings) -> list[float]:
-    """The geometric grid, ascending, ``eta_grid`` points per decade."""
-    lo, hi = settings.eta_min, settings.eta_max
-    if lo >= hi:
-        return [hi]
-    points = max(2, int(round(math.log10(hi / lo) * settings.eta_grid)) + 1)
-    return [float(v) for v in np.geomspace(lo, hi, points)]
-
-
-def choose_eta(
-    change: Callable[[float], float], settings: PatchSettings
-) -> tuple[float, float, dict[str, Any]]:
-    """Largest grid eta such that it and every smaller grid eta keep |change of C| <= delta.
-
-    Returns the eta, the change of C it was measured at (no second pass) and the walk's record.
-
-    Far from the Taylor regime the change of C is not monotone in eta (a larger
-    eta can look fine again after a smaller one broke the model), so only the
-    unbroken prefix of the ascending grid is trusted. The walk is coarse first
-    (one point per decade), then fine between the last good and first bad
-    coarse points, so it costs ~a dozen forward passes over the check records.
-    """
-    grid = eta_grid(settings)
-    tried: dict[float, float] = {}
-
-    def ok(eta: float) -> bool:
-        if eta not in tried:
-            tried[eta] = change(eta)
-        return bool(abs(tried[eta]) <= settings.delta)  # NaN -> False
-
-    step = max(1, settings.eta_grid)
-    coarse = grid[::step] + ([grid[-1]] if (len(grid) - 1) % step else [])
-    last_good = -1
-    for eta in coarse:
-        if not ok(eta):
-            break
-        last_good = grid.index(eta)
-    best = grid[last_good] if last_good >= 0 else None
-    if last_good < len(grid) - 1:
-        for eta in grid[last_good + 1 : last_good + step]:
-            if not ok(eta):
-                break
-            best = eta
-    chosen = best if best is not None else grid[0]  # grid[0] opens the coarse walk, so it is always measured
-    return chosen, tried[chosen], {
-        "delta": settings.delta,
-        "delta_met": best is not None,
-        "eta_tried": {f"{k:.4g}": v for k, v in sorted(tried.items())},
-    }
 
 
 def puma_patch(
@@ -141,11 +91,10 @@ def puma_patch(
     def change(eta: float) -> float:
         return criterion_value(fmodel, criterion, fmodel.shifted(eta * direction), x_ck, y_ck) - c0
 
-    if settings.eta is not None:
-        eta, eta_info = float(settings.eta), {"delta": None, "delta_met": None}
-        measured = change(eta)
-    else:
-        eta, measured, eta_info = choose_eta(change, settings)
+    if settings.eta is None:  # calibrate walks its own grid; PUMA's walk is influence/removal.py's
+        raise ValueError("puma_patch needs eta; choose it with removal.choose_eta or the caller's own grid")
+    eta, eta_info = float(settings.eta), {"delta": None, "delta_met": None}
+    measured = change(eta)
     timings["eta_s"] = time.perf_counter() - t0
 
     # First-order prediction of the change of C (equation 8): v^T (eta * b) = eta (sum psi_k - sum lambda psi_j).

@@ -5,6 +5,12 @@
   ``torch.func.jvp`` of the per-record loss vector in direction v.
 * ``weighted_grad`` sum_i w_i grad L(x_i) is ONE backward pass of a weighted loss.
 Both run in chunks to bound memory. ``vmap(grad)`` is used only by the tests.
+
+Under ``torchrun`` (``ops/dist.py``) each of these passes splits its records
+into one contiguous block per rank and combines the blocks with one
+all-reduce: psi and the criterion's logits are gathered row for row (exact),
+gradient sums are summed (equal to one process up to float rounding). In one
+process every helper is a no-op.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ except ImportError:  # pragma: no cover - a private module; only the timing depe
     pass
 
 from unlearn_cli.influence.criteria import Criterion, Objective
+from unlearn_cli.ops import dist
 from unlearn_cli.ops.progress import Counter, Progress
 
 Params = dict[str, torch.Tensor]
@@ -71,6 +78,10 @@ class FunctionalModel:
         """theta + step, as a params dict."""
         return {k: p + s for (k, p), s in zip(self.params.items(), self.unflat(step).values())}
 
+    def moved(self, step: torch.Tensor) -> "FunctionalModel":
+        """The same function at theta + step."""
+        return FunctionalModel(self.module, self.shifted(step), self.buffers)
+
 
 def chunks(n: int, size: int):
     for start in range(0, n, size):
@@ -87,6 +98,8 @@ def psi(
     progress: Progress | None = None,
 ) -> torch.Tensor:
     """psi_i = grad L_t(x_i)^T v for every record, by forward-mode AD (one pass; ``psi``: records done)."""
+    n = len(y)
+    x, y = dist.shard(x), dist.shard(y)
     tangent = fmodel.unflat(v.to(x.device))
     out = []
     tick = Counter(progress, "psi", len(y))
@@ -99,7 +112,8 @@ def psi(
         _, dots = jvp(losses, (fmodel.params,), (tangent,))
         out.append(dots.detach())
         tick(sl.stop - sl.start)
-    return torch.cat(out) if out else torch.empty(0)
+    local = torch.cat(out) if out else torch.empty(0, dtype=v.dtype, device=v.device)
+    return dist.gather_rows(local, n)
 
 
 def weighted_grad(
@@ -111,6 +125,7 @@ def weighted_grad(
     chunk: int = 4096,
 ) -> torch.Tensor:
     """sum_i w_i grad L_t(x_i): one backward pass of sum_i w_i L_t(x_i) (chunked)."""
+    x, y, weights = dist.shard(x), dist.shard(y), dist.shard(weights)
     params = {k: p.detach().requires_grad_(True) for k, p in fmodel.params.items()}
     total = torch.zeros(fmodel.size, dtype=x.dtype if x.is_floating_point() else torch.float32, device=x.device)
     for sl in chunks(len(y), chunk):
@@ -119,7 +134,7 @@ def weighted_grad(
         total += torch.cat([
             (g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params.values())
         ])
-    return total
+    return dist.all_reduce_sum(total)
 
 
 def criterion_grad(
@@ -127,23 +142,44 @@ def criterion_grad(
 ) -> tuple[float, torch.Tensor]:
     """C(theta) and grad C(theta) over a set of records.
 
-    Decomposable criteria are accumulated over chunks; non-decomposable ones
-    (ECE) need every logit at once, which is only the logits (N x classes).
+    Decomposable criteria (a mean over records) are accumulated chunk by chunk, each chunk's graph freed
+    before the next, so memory does not grow with the records; non-decomposable ones (ECE) need every
+    logit at once, which is only the logits (N x classes).
     """
     params = {k: p.detach().requires_grad_(True) for k, p in fmodel.params.items()}
-    logits = torch.cat([fmodel(params, x[sl]) for sl in chunks(len(y), chunk)])
-    value = criterion.value(logits, y)
-    grads = torch.autograd.grad(value, list(params.values()), allow_unused=True)
-    flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params.values())])
-    return float(value.detach()), flat
+    names = list(params)
+
+    def flat(value: torch.Tensor) -> torch.Tensor:
+        grads = torch.autograd.grad(value, [params[k] for k in names], allow_unused=True)
+        return torch.cat([(g if g is not None else torch.zeros_like(params[k])).reshape(-1)
+                          for g, k in zip(grads, names)])
+
+    if not getattr(criterion, "decomposable", False) or (len(y) <= chunk and not dist.active()):
+        logits = torch.cat([fmodel(params, x[sl]) for sl in chunks(len(y), chunk)])
+        value = criterion.value(logits, y)
+        return float(value.detach()), flat(value)
+    n = len(y)
+    x, y = dist.shard(x), dist.shard(y)
+    grad = torch.zeros(fmodel.size + 1, dtype=x.dtype if x.is_floating_point() else torch.float32, device=x.device)
+    for sl in chunks(len(y), chunk):
+        share = (sl.stop - sl.start) / n   # each block's share of the whole set: the blocks sum to the mean
+        value = criterion.value(fmodel(params, x[sl]), y[sl]) * share
+        grad[-1] += value.detach()
+        grad[:-1] += flat(value)
+    dist.all_reduce_sum(grad)   # value and gradient in one all-reduce
+    return float(grad[-1]), grad[:-1]
 
 
 @torch.no_grad()
 def criterion_value(
     fmodel: FunctionalModel, criterion: Criterion, params: Params, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096
 ) -> float:
-    """C at given parameters: forward passes only."""
-    logits = torch.cat([fmodel(params, x[sl]) for sl in chunks(len(y), chunk)])
+    """C at given parameters: forward passes only (under torchrun each rank's block of logits, gathered)."""
+    split = dist.active() and len(y) >= dist.world()   # every rank holds at least one row to split
+    xs = dist.shard(x) if split else x
+    logits = torch.cat([fmodel(params, xs[sl]) for sl in chunks(len(xs), chunk)])
+    if split:
+        logits = dist.gather_rows(logits, len(y))
     return float(criterion.value(logits, y))
 
 

@@ -23,14 +23,17 @@ from unlearn_cli.options import MAX_COUNT, check_ranges, option
 #: Solvers as help texts, option choices and messages list them: auto (the
 #: default) first, then the exact solve, the matrix-free iterative ones, the
 #: factorised ones. Registered in the ``unlearn.solvers`` entry-point group.
-SOLVER_CHOICES = ("auto", "exact", "cg", "lissa", "kfac", "ekfac")
+SOLVER_CHOICES = ("auto", "exact", "cg", "lissa", "kfac", "ekfac", "pcg")
 
 #: Criteria C as listed: the paper's default (C = J's cross-entropy) first.
 #: Registered in the ``unlearn.criteria`` entry-point group.
 CRITERION_CHOICES = ("cross-entropy", "accuracy", "ece")
 
 #: auto picks the explicit damped matrix and its Cholesky factor up to this
-#: many parameters (exact and cheap there, DESIGN.md), EK-FAC above.
+#: many parameters (exact and cheap there, DESIGN.md), EK-FAC above: fast but rough (v at cosine 0.43 to
+#: the exact solve on the mnist-5k cnn); ``pcg`` (EK-FAC-preconditioned CG) reaches 0.98-0.99 there but
+#: each solve costs 6-20 GGN products over the curvature records, more than a retrain of that model
+#: for PUMA's several solves (benchmarks/results/solver_accuracy.md).
 EXACT_MAX_PARAMS = 5000
 
 #: Damping of the influence scores (debug-labels, calibrate, the engine's own
@@ -69,7 +72,7 @@ class InfluenceSettings:
     """How the engine applies (H + dI)^-1; every field is a ``--set`` key of PUMA."""
 
     solver: str = option("auto", "iHVP solver: auto (exact up to 5k parameters, else ekfac), exact, cg, lissa, "
-                                 "kfac, ekfac", choices=SOLVER_CHOICES)
+                                 "kfac, ekfac, pcg (accurate, slow)", choices=SOLVER_CHOICES)
     curvature: str = option("ggn", "Gauss-Newton (PSD) or the true hessian", choices=("ggn", "hessian"))
     damping: float = option(SCORE_DAMPING, "added to the curvature diagonal (on top of the recipe's weight decay)",
                             ge=0, le=MAX_DAMPING)
@@ -78,14 +81,24 @@ class InfluenceSettings:
                                     "(one pass per class)", ge=0, le=MAX_FISHER_SAMPLES)
     ekfac_sample: int = option(1000, "ekfac: records used for the eigenvalue correction; 0 = all",
                                ge=0, le=MAX_COUNT)
-    cg_tol: float = option(1e-8, "CG relative residual tolerance", gt=0, le=1)
+    cg_tol: float = option(1e-6, "CG true relative residual tolerance (float32 products stall near 1e-7)", gt=0, le=1)
     cg_maxiter: int = option(500, "CG iteration limit", ge=1, le=MAX_ITERATIONS)
+    pcg_sample: int = option(0, "pcg: curvature records in the operator CG solves (EK-FAC preconditions); "
+                                "0 = all (a 1,000 sample cut cosine to the exact v to 0.64 on mnist-5k)",
+                             ge=0, le=MAX_COUNT)
+    pcg_tol: float = option(0.03, "pcg: true relative residual tolerance (0.09 left v at cosine 0.87 to the "
+                                  "exact solve on mnist-5k at damping 1e-2, 0.06 at 0.95)", gt=0, le=1)
+    pcg_maxiter: int = option(20, "pcg: iteration limit (each is a GGN product over pcg_sample records)",
+                              ge=1, le=MAX_ITERATIONS)
     lissa_depth: int = option(5000, "LiSSA recursion depth", ge=1, le=MAX_ITERATIONS)
     lissa_scale: Optional[float] = option(None, "LiSSA scale; unset = 1.5 x largest eigenvalue (power iteration)",
                                           gt=0, le=1e12)
     lissa_batch: int = option(0, "LiSSA mini-batch; 0 = all curvature records (deterministic)", ge=0, le=MAX_COUNT)
     lissa_repeats: int = option(1, "LiSSA repeats averaged", ge=1, le=MAX_REPEATS)
     cache: bool = option(True, "cache factorised curvature and v beside the checkpoint")
+    curvature_refresh: float = option(0.05, "a forget child reuses its parent's cached curvature while the "
+                                            "records removed since it was built are at most this fraction",
+                                      ge=0, le=1)
 
     #: the fields a command's report lists under "config" (its own options), in order; empty: every field
     REPORTED: ClassVar[tuple[str, ...]] = ()
@@ -141,8 +154,13 @@ class PatchSettings:
 
     def validate(self) -> None:
         """Checks across fields (each field's own range is declared above)."""
-        if self.eta_min > self.eta_max:
-            raise BadInput(f"need eta_min <= eta_max, got {self.eta_min:g} > {self.eta_max:g}")
-        if self.lambda_solver == "exact" and not self.lambda_l2 > 0:
-            raise BadInput("option 'lambda_l2' must be > 0 for lambda_solver=exact (it makes lambda unique), "
-                           f"got {self.lambda_l2:g}; use lambda_solver=slsqp for 0")
+        check_eta_and_lambda(self)
+
+
+def check_eta_and_lambda(settings: Any) -> None:
+    """eta_min <= eta_max, and lambda_l2 > 0 for the exact lambda solver (PatchSettings and PUMA's options)."""
+    if settings.eta_min > settings.eta_max:
+        raise BadInput(f"need eta_min <= eta_max, got {settings.eta_min:g} > {settings.eta_max:g}")
+    if settings.lambda_solver == "exact" and not settings.lambda_l2 > 0:
+        raise BadInput("option 'lambda_l2' must be > 0 for lambda_solver=exact (it makes lambda unique), "
+                       f"got {settings.lambda_l2:g}; use lambda_solver=slsqp for 0")

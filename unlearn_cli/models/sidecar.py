@@ -27,8 +27,11 @@ def _canonical(key: dict[str, Any]) -> str:
     return json.dumps(key, sort_keys=True, default=str)
 
 
-def load_sidecar(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
-    """Tensors of a matching sidecar, or None if missing, unreadable or made with other settings."""
+def load_sidecar(path: Path, key: dict[str, Any], relax: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """Tensors of a matching sidecar, or None if missing, unreadable or made with other settings.
+
+    ``relax`` names key fields that may differ (a lineage child reusing its parent's factors).
+    """
     from safetensors import safe_open
 
     try:
@@ -39,7 +42,13 @@ def load_sidecar(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
-            if meta.get("key") != _canonical(key):
+            stored = meta.get("key")
+            if relax:
+                try:
+                    stored = _canonical({k: v for k, v in json.loads(stored).items() if k not in relax})
+                except (TypeError, ValueError, AttributeError):
+                    return None
+            if stored != _canonical(key):
                 return None
             return {name: fh.get_tensor(name) for name in fh.keys()}
     except Exception:  # a corrupt cache is rebuilt, not fatal

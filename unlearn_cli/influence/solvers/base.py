@@ -19,6 +19,7 @@ from typing import Any, Callable, ClassVar
 
 import inspect
 
+import numpy as np
 import torch
 
 from unlearn_cli import plugins
@@ -71,6 +72,10 @@ class Solver(ABC):
     #: built once per checkpoint from passes over the data: its state is cached beside the
     #: checkpoint, and its residual is checked on a sample (a full pass would cost an epoch)
     factorised: ClassVar[bool] = False
+    #: the settings field holding how many curvature records the solver still needs after a cache
+    #: hit (its operator's sample); None: a cached state alone solves. The engine passes exactly
+    #: the rows ``operator_positions(len(curvature_rows), k, seed)`` picks, beside ``cached``.
+    operator_sample_field: ClassVar[str | None] = None
     #: hears ``solve``'s iterations; set by ``build_solver``
     progress: Progress | None = None
 
@@ -83,7 +88,10 @@ class Solver(ABC):
     def build(cls, settings: CurvatureSettings, fmodel: FunctionalModel, x: torch.Tensor | None,
               y: torch.Tensor | None, cached: dict[str, torch.Tensor] | None = None,
               progress: Progress | None = None) -> "Solver":
-        """The solver for J's curvature on records (x, y); ``cached`` is a former ``state()`` (then x is None)."""
+        """The solver for J's curvature on records (x, y); ``cached`` is a former ``state()``.
+
+        With ``cached``, x and y are None, or the operator's records when ``operator_sample_field`` is set.
+        """
 
     @abstractmethod
     def solve(self, b: torch.Tensor) -> torch.Tensor:
@@ -91,6 +99,17 @@ class Solver(ABC):
 
     def state(self) -> dict[str, torch.Tensor]:
         return {}
+
+
+def operator_positions(n: int, k: int, seed: int) -> np.ndarray:
+    """Sorted positions of the seeded k of n curvature records an operator sample uses (all when k <= 0 or k >= n).
+
+    One function for the cold build (which slices the curvature records it is given) and the engine
+    on a cache hit (which loads only these rows), so both see the same records.
+    """
+    if k <= 0 or k >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, 7]).choice(n, size=k, replace=False))
 
 
 def curvature_matvec(settings: CurvatureSettings, fmodel, x, y) -> Callable[[torch.Tensor], torch.Tensor]:

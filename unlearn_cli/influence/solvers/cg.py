@@ -1,13 +1,13 @@
-"""Conjugate gradients on matrix-free curvature-vector products: no matrix, one pass per iteration."""
+"""Conjugate gradients on matrix-free curvature-vector products: no matrix, one pass per iteration.
+
+The iteration (``krylov.py``) stops on the true residual b - A x, which
+``info`` reports with a converged flag.
+"""
 
 from __future__ import annotations
 
-import math
-
-import torch
-
-from unlearn_cli.errors import BadInput
 from unlearn_cli.influence.solvers.base import Solver, curvature_matvec
+from unlearn_cli.influence.solvers.krylov import conjugate_gradients
 from unlearn_cli.ops.progress import Counter
 
 
@@ -24,30 +24,7 @@ class CGSolver(Solver):
         return cls(settings, curvature_matvec(settings, fmodel, x, y))
 
     def solve(self, b):
-        x = torch.zeros_like(b)
-        r = b.clone()
-        p = r.clone()
-        rs = float(r @ r)
-        b_norm = math.sqrt(float(b @ b)) or 1.0
-        it = 0
         tick = Counter(self.progress, "CG iterations", self.settings.cg_maxiter)
-        for it in range(1, self.settings.cg_maxiter + 1):
-            tick()
-            Ap = self.matvec(p)
-            curv = float(p @ Ap)
-            if curv <= 0:
-                raise BadInput(
-                    f"CG met non-positive curvature ({curv:.3g}) at iteration {it}; "
-                    "raise --set damping= or use --set curvature=ggn"
-                )
-            alpha = rs / curv
-            x += alpha * p
-            r -= alpha * Ap
-            rs_new = float(r @ r)
-            if math.sqrt(rs_new) / b_norm < self.settings.cg_tol:
-                break
-            p = r + (rs_new / rs) * p
-            rs = rs_new
+        x, self.info = conjugate_gradients(self.matvec, b, self.settings.cg_tol, self.settings.cg_maxiter, tick=tick)
         tick.finish()  # converged before cg_maxiter
-        self.info = {"cg_iterations": it}
         return x
