@@ -142,7 +142,16 @@ def test_the_python_api_gives_the_commands_reports(story: Path) -> None:
     assert set(api["forget"]["metrics"]) == set(cli_forget["metrics"])
     assert set(api["attack"]) - ignore == set(cli_attack) - ignore
     assert set(api["attack"]["metrics"]["loss"]) == set(cli_attack["metrics"]["loss"])
-    assert api["attack"]["metrics"]["loss"]["forget"] == cli_attack["metrics"]["loss"]["forget"]
+    # the same numbers, up to float rounding: the thread count follows the machine's load (ops/threads.py)
+    # and a parallel reduction may add in another order
+    api_forget, cli_forget_rates = api["attack"]["metrics"]["loss"]["forget"], cli_attack["metrics"]["loss"]["forget"]
+    assert set(api_forget) == set(cli_forget_rates)
+    for key, value in api_forget.items():
+        other = cli_forget_rates[key]
+        if isinstance(value, (float, list)):
+            assert value == pytest.approx(other, rel=1e-4, abs=1e-12), key
+        else:
+            assert value == other, key
 
 
 def test_importing_the_package_leaves_torch_unimported() -> None:

@@ -110,12 +110,17 @@ def unlearn(checkpoint: PathLike, ids: Ids, method: str = "puma", *, out: PathLi
 
 def attack(checkpoint: PathLike, ids: Ids, attack: str = "loss", *, reference: PathLike | None = None,
            data: PathLike | None = None, cache_dir: PathLike | None = None, seed: int = 0, device: str = "cpu",
-           warn: Callable[[str], None] | None = None, **settings: Any) -> dict[str, Any]:
+           warn: Callable[[str], None] | None = None, original: PathLike | None = None,
+           **settings: Any) -> dict[str, Any]:
     """Membership-inference ``attack`` on the records ``ids``, as ``unlearn attack`` does; returns its report.
 
     ``settings`` are the attack's settings (``--set key=value``). With
     ``reference`` (e.g. the retrained checkpoint) the same attacker also
-    attacks it: ``report["metrics"]["reference"][attack]``. No gates: compare
+    attacks it: ``report["metrics"]["reference"][attack]``, and
+    ``report["metrics"][attack]["verdict"]`` says per metric whether the two
+    are indistinguishable. ``original`` (default: the lineage parent beside the
+    checkpoint) is attacked too, for ``report["metrics"][attack]["power"]``;
+    every number has a ``<key>_ci`` 95% bootstrap interval. No gates: compare
     ``report["metrics"][attack]["forget"]["member_rate"]`` yourself. Shadow
     and reference models are cached in ``cache_dir`` (default
     ``<checkpoint dir>/.unlearn-cache``).
@@ -150,8 +155,22 @@ def attack(checkpoint: PathLike, ids: Ids, attack: str = "loss", *, reference: P
         report["inputs"]["reference"] = {"path": str(ref_ckpt.path), "sha256": ref_ckpt.sha256}
     report["config"] = {"attack": attack, "settings": as_dict(parsed), "seed": seed, "device": str(dev),
                         "cache_dir": str(cache), "gates": {"max_member_rate": None, "max_auc": None}}
+    from unlearn_cli.attacks.original import Original, resolve_original
+    from unlearn_cli.attacks.proof import add_evidence
+    from unlearn_cli.attacks.verdict import power_warning
+
+    found = (resolve_original(ckpt, None if original is None else Path(original))
+             if get_attack(attack).attacks_original else Original("skip"))
+    if found.checkpoint is not None:
+        dataset_for(found.checkpoint, dataset.manifest_path)
     result = run_attack(attack, parsed, dataset=dataset, checkpoint=ckpt, forget_rows=dataset.index_of(known),
-                        cache_dir=cache, reference=ref_ckpt, device=dev, seed=seed, warn=record)
+                        cache_dir=cache, reference=ref_ckpt, original=found.checkpoint, device=dev, seed=seed,
+                        warn=record)
+    add_evidence(result, None if found.kind == "skip" else found.kind, seed)
+    if result.original is not None:
+        result.target["original"] = result.original
+    if result.target.get("power", {}).get("proves_nothing"):
+        record(power_warning(result.target["power"]))
     report["metrics"] = {attack: result.target}
     if result.reference is not None:
         report["metrics"]["reference"] = {attack: result.reference}

@@ -71,6 +71,19 @@ def over_confident_checkpoint(directory: Path) -> Path:
     return out
 
 
+def train_only_checkpoint(directory: Path, splits: str = "") -> Path:
+    """A checkpoint of a manifest with only a train split (or ``splits``, YAML): by default nothing held out."""
+    manifest = write_blobs(directory, n=120, seed=4, name="trainonly")
+    text = manifest.read_text()
+    start = text.index("splits:")
+    end = text.index("normalize:")
+    manifest.write_text(text[:start] + splits + text[end:])
+    out = directory / "model.safetensors"
+    proc = run_here("train", manifest, "--out", out, "--epochs", "2", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, blobs_manifest, blobs_checkpoint):
     work = tmp_path_factory.mktemp("debugcal")
@@ -84,11 +97,18 @@ def runs(tmp_path_factory, blobs_manifest, blobs_checkpoint):
     save_checkpoint(sisa, load_file(str(blobs_checkpoint)), {**plain.meta, "kind": "sisa"})
     moons = SAMPLES / "moons" / "manifest.yaml"
     jobs = {
-        "evaluate": ["debug-labels", "--evaluate", moons, "--flip-rate", "0.1", "--seed", "0", "--ranker", "puma",
-                     "--ranker", "self-confidence", "--ranker", "grad-dot", "--json", "--device", "cpu"],
+        "evaluate": ["debug-labels", "--evaluate", moons, "--flip-rate", "0.1", "--seed", "0", "--ranker", "loo",
+                     "--ranker", "puma", "--ranker", "puma-paper", "--ranker", "self-confidence", "--ranker",
+                     "grad-dot", "--json", "--device", "cpu"],
         "calibrate": ["calibrate", over, "--out", work / "cal.safetensors", "--json", "--device", "cpu"],
+        "calibrate-shipped": ["calibrate", SAMPLES / "german-credit" / "model.safetensors", "--out",
+                              work / "german.safetensors", "--json", "--device", "cpu"],
         "rank": ["debug-labels", blobs_checkpoint, "--top", "5", "--out", work / "suspects.txt", "--json",
-                 "--report", work / "rank.json"],
+                 "--report", work / "rank.json", "--out-table", work / "issues.csv"],
+        "calibrate-unchanged": ["calibrate", SAMPLES / "spiral" / "model.safetensors", "--out",
+                                work / "spiral.safetensors", "--json", "--device", "cpu"],
+        "rank-json-table": ["debug-labels", blobs_checkpoint, "--ranker", "puma", "--top", "5", "--out-table",
+                            work / "issues.json", "--json"],
         "rank-table": ["debug-labels", blobs_checkpoint, "--ranker", "margin", "--top", "3"],
     }
     # Bad input (exit 2 before any work) runs in this process: no torch import per case.
@@ -100,10 +120,16 @@ def runs(tmp_path_factory, blobs_manifest, blobs_checkpoint):
         "top-zero": ["debug-labels", blobs_checkpoint, "--top", "0"],
         "flip-rate": ["debug-labels", "--evaluate", moons, "--flip-rate", "1.5"],
         "flip-without-evaluate": ["debug-labels", blobs_checkpoint, "--flip-rate", "0.2"],
-        "sisa-puma": ["debug-labels", sisa, "--data", blobs_manifest],
+        "sisa-puma": ["debug-labels", sisa, "--data", blobs_manifest, "--ranker", "puma"],
         "cal-baseline": ["calibrate", blobs_checkpoint, "--baseline", "platt"],
         "cal-same-out": ["calibrate", blobs_checkpoint, "--out", blobs_checkpoint],
         "cal-sisa": ["calibrate", sisa, "--data", blobs_manifest, "--out", work / "never.safetensors"],
+        "cal-train-only": ["calibrate", train_only_checkpoint(work / "trainonly"), "--out", work / "never.safetensors"],
+        "cal-validation": ["calibrate", train_only_checkpoint(work / "withval", "splits:\n  validation: {fraction: 0.25, "
+                           "seed: 1}\n  test: {fraction: 0.25, seed: 0}\n"), "--out", work / "val.safetensors", "--json"],
+        "table-suffix": ["debug-labels", blobs_checkpoint, "--out-table", work / "never.txt"],
+        "table-evaluate": ["debug-labels", "--evaluate", moons, "--out-table", work / "never.csv"],
+        "folds-range": ["debug-labels", blobs_checkpoint, "--ranker", "kfold", "--folds", "1"],
     }
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {name: pool.submit(run_cli, *args, timeout=600) for name, args in jobs.items()}
@@ -114,21 +140,25 @@ def runs(tmp_path_factory, blobs_manifest, blobs_checkpoint):
     return {"work": work, "over": over, "over_sha": sha256(over), **results}
 
 
-def test_puma_finds_most_flipped_moons_labels_in_the_first_fifth(runs):
+def test_loo_and_puma_find_most_flipped_moons_labels_in_the_first_fifth(runs):
     report = report_of(runs["evaluate"])
     assert REPORT_KEYS <= set(report) and report["command"] == "debug-labels" and report["status"] == "ok"
     m = report["metrics"]
     assert m["fractions"] == [0.05, 0.1, 0.2, 0.3, 0.5]
     assert m["flipped"] == 40 and m["n_train"] == 400
     at = m["fractions"].index(0.2)
+    loo = m["rankers"]["loo"]["found"]
+    assert loo[at] >= 0.95 and loo[at] >= m["rankers"]["self-confidence"]["found"][at] - 0.03, m["rankers"]
+    assert 20 <= m["rankers"]["loo"]["estimated_wrong"] <= 80  # 40 flipped: the count is of the right size
     puma = m["rankers"]["puma"]["found"]
     assert puma[at] >= 0.6, puma
     assert puma[at] >= m["random"][at] + 0.3, (puma, m["random"])
+    assert puma[at] >= m["rankers"]["puma-paper"]["found"][at] - 1e-9  # orienting never loses here
     for name, values in m["rankers"].items():
         assert values["found"] == sorted(values["found"]), name  # a share found never shrinks
         assert all(f <= o + 1e-12 for f, o in zip(values["found"], m["optimal"]))
         assert values["seconds"] > 0
-    assert set(m["rankers"]) == {"puma", "self-confidence", "grad-dot"}
+    assert set(m["rankers"]) == {"loo", "puma", "puma-paper", "self-confidence", "grad-dot"}
     assert m["model"]["test_accuracy"] > 0.9  # trained on corrupted labels, tested on clean ones
 
 
@@ -180,7 +210,23 @@ def test_debug_labels_writes_the_top_ids_for_forget(runs):
     assert set(top[0]) == {"rank", "id", "label", "predicted", "score", "confidence"}
     assert list(read_ids(work / "suspects.txt").ids) == [s["id"] for s in top]
     assert report["outputs"]["ids"]["sha256"] == sha256(work / "suspects.txt")
-    assert report["metrics"]["details"]["algorithm2"]["k"] == 5
+    assert report["metrics"]["ranker"] == "loo" and report["metrics"]["details"]["method"] == "kernel-loo"
+    estimate = report["metrics"]["estimated_wrong"]
+    assert estimate["probabilities"] == "out-of-sample" and 0 <= estimate["count"] <= report["metrics"]["n_train"]
+    # the per-record table: every train record, most suspicious first, the issues the first `count` of them
+    import csv
+
+    rows = list(csv.DictReader((work / "issues.csv").open()))
+    assert list(rows[0]) == ["rank", "id", "given_label", "predicted_label", "suggested_label", "score", "p_given",
+                             "is_label_issue"]
+    assert len(rows) == report["metrics"]["n_train"] and [r["id"] for r in rows[:5]] == [s["id"] for s in top]
+    assert [r["is_label_issue"] for r in rows] == ["yes"] * estimate["count"] + ["no"] * (len(rows) - estimate["count"])
+    assert report["outputs"]["table"]["sha256"] == sha256(work / "issues.csv")
+    as_json = report_of(runs["rank-json-table"])
+    records = json.loads((work / "issues.json").read_text())
+    assert len(records) == as_json["metrics"]["n_train"] and isinstance(records[0]["is_label_issue"], bool)
+    assert as_json["metrics"]["details"]["algorithm2"]["k"] == 5
+    assert as_json["metrics"]["details"]["orientation"]["direction"]
     table = runs["rank-table"]
     assert table.returncode == 0 and b"by margin" in table.stdout
 
@@ -197,6 +243,46 @@ def test_debug_labels_writes_the_top_ids_for_forget(runs):
 ])
 def test_debug_labels_bad_input_is_one_line_and_exit_2(runs, name, fragments):
     one_line_error(runs[name], "debug-labels", *fragments)
+
+
+def test_debug_labels_table_and_folds_bad_input(runs):
+    one_line_error(runs["table-suffix"], "debug-labels", "--out-table must end in .csv or .json")
+    one_line_error(runs["table-evaluate"], "debug-labels", "--out-table", "does not apply to --evaluate")
+    one_line_error(runs["folds-range"], "debug-labels", "--folds")
+    assert not list(runs["work"].glob("never.*"))
+
+
+def test_calibrate_fits_on_held_out_records_and_lowers_nll_and_ece_of_a_shipped_model(runs):
+    report = report_of(runs["calibrate-shipped"])
+    split = report["metrics"]["split"]
+    assert split["fit"].startswith("seeded 50% of the test split") and split["fit_records"] == 100
+    assert split["report_records"] == 100  # measured on test records the fit never saw
+    test = report["metrics"]["test"]
+    assert test["written"]["nll"] < test["before"]["nll"] - 0.1, test
+    assert test["written"]["ece"] < test["before"]["ece"], test
+    assert report["metrics"]["algorithm3"]["written_temperature"]["folded"] is True
+    out = runs["work"] / "german.safetensors"
+    assert report["outputs"]["checkpoint"]["sha256"] == sha256(out)  # --out is written
+
+
+def test_calibrate_writes_a_named_out_even_when_nothing_helps(runs):
+    # spiral's 60 fitting records are all classified correctly: no temperature minimum, and no eta helps
+    report = report_of(runs["calibrate-unchanged"])
+    assert report["status"] == "nothing-to-do" and "temperature" not in report["metrics"]["test"]
+    out = runs["work"] / "spiral.safetensors"
+    assert report["outputs"]["checkpoint"]["sha256"] == sha256(out)
+    assert "holds the weights unchanged" in runs["calibrate-unchanged"].stderr.decode()
+
+
+def test_calibrate_fits_on_the_validation_split_and_reports_on_the_test_split(runs):
+    report = report_of(runs["cal-validation"])
+    split = report["metrics"]["split"]
+    assert split == {"fit": "validation split", "report": "test split", "fit_records": 30, "report_records": 30}
+    assert report["metrics"]["test"]["before"]["n"] == 30
+
+
+def test_calibrate_refuses_a_manifest_without_held_out_records(runs):
+    one_line_error(runs["cal-train-only"], "calibrate", "only a train split", "add splits.validation or a test split")
 
 
 def test_calibrate_bad_input_is_one_line_and_exit_2(runs):

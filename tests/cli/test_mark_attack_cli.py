@@ -146,7 +146,7 @@ def test_passing_gates_exit_0_with_the_report_contract(attacked) -> None:
         assert isinstance(entry[split]["member_rate"], float)
     for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy"):
         assert isinstance(entry[key], (int, float))
-    assert report["config"]["gates"] == {"max_member_rate": 1.0, "max_auc": 1.0}
+    assert report["config"]["gates"] == {"max_member_rate": 1.0, "max_auc": 1.0, "max_gap": None}
     assert report["inputs"]["ids"]["sha256"]
     # Each passing gate says so in one line on stderr; stdout stays the report alone.
     lines = [line for line in err(procs["pass"]).splitlines() if ": warning: " not in line]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from unlearn_cli.diagnostics.algorithms import algorithm3
-from unlearn_cli.diagnostics.calibration import split_holdout
+from unlearn_cli.diagnostics.heldout import split_holdout
 from unlearn_cli.diagnostics.calibration_metrics import (
     adaptive_ece, calibration_metrics, classwise_ece, fit_temperature, max_calibration_error, reliability_table,
     softmax,

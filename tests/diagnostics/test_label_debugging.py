@@ -81,7 +81,8 @@ def test_flip_labels_changes_exactly_the_chosen_train_labels_and_nothing_else(se
 
 
 def test_rankers_agree_that_flipped_records_come_first_on_a_separable_set(separable):
-    result = evaluate(separable, list(RANKERS), flip_rate=0.05, seed=0, epochs=30)
+    rankers = [name for name, about in RANKERS.items() if not about.costly]
+    result = evaluate(separable, rankers, flip_rate=0.05, seed=0, epochs=30)
     assert result["model"]["test_accuracy"] == 1.0
     assert result["fractions"] == list(FRACTIONS)
     for name, values in result["rankers"].items():
@@ -95,7 +96,7 @@ def test_influence_rankers_refuse_an_ensemble_checkpoint(separable):
     from unlearn_cli.models.checkpoint import Checkpoint
 
     ensemble = Checkpoint({}, {"kind": "sisa", "arch": {"name": "mlp", "kwargs": {}}}, None, None)
-    for name in ("puma", "grad-dot", "influence"):
+    for name in ("puma", "puma-paper", "grad-dot", "influence", "kfold"):
         with pytest.raises(BadInput, match="self-confidence"):
             rank(name, ensemble, separable)
     with pytest.raises(BadInput, match="unknown ranker"):
@@ -106,6 +107,18 @@ def test_rankers_are_plugins_listed_in_their_declared_order():
     from unlearn_cli import plugins
     from unlearn_cli.diagnostics.rankers import Ranker
 
-    assert list(RANKERS) == ["puma", "self-confidence", "margin", "grad-dot", "influence"]
+    assert list(RANKERS) == ["loo", "puma", "puma-paper", "self-confidence", "margin", "grad-dot", "influence",
+                             "kfold"]
+    assert [name for name, cls in RANKERS.items() if cls.costly] == ["kfold"]
     for name, cls in plugins.load_all("rankers").items():
         assert issubclass(cls, Ranker) and cls.name == name and RANKERS[name] is cls
+
+
+def test_kfold_ranker_trains_its_folds_and_finds_the_flips(separable):
+    import dataclasses
+
+    from unlearn_cli.diagnostics.rankers import RankSettings
+
+    settings = dataclasses.replace(RankSettings(), folds=2)
+    result = evaluate(separable, ["kfold"], flip_rate=0.05, seed=0, epochs=15, settings=settings)
+    assert result["rankers"]["kfold"]["found"][1] == 1.0, result["rankers"]

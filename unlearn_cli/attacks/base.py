@@ -105,6 +105,9 @@ class Attack(ABC):
     #: True if the attack trains shadow/reference models with the checkpoint's recorded recipe:
     #: a checkpoint imported without ``--recipe`` is then refused (exit 2).
     needs_recipe: ClassVar[bool] = False
+    #: False if ``evaluate`` cannot run on the original (pre-removal) model, so no power is measured on it
+    #: (forget-quality scores a method's lineage step, which an original does not have).
+    attacks_original: ClassVar[bool] = True
 
     def __init__(self, env: Env, settings: Any):
         self.env, self.settings = env, settings

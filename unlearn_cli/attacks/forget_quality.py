@@ -47,6 +47,7 @@ from unlearn_cli.attacks.signals import logit_confidence, model_logits
 class ForgetQualityAttack(Attack):
     name = "forget-quality"
     needs_recipe = True
+    attacks_original = False
     summary = "NeurIPS 2023 challenge score: K unlearned vs K retrained models, per-record epsilon"
     Settings = ForgetQualitySettings
 

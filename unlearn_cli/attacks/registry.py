@@ -53,6 +53,9 @@ class AttackResult:
     target: dict[str, Any]                    # metrics[<attack>]
     reference: dict[str, Any] | None          # metrics["reference"][<attack>] or None
     cache: dict[str, Any] = field(default_factory=dict)  # models trained / reused
+    original: dict[str, Any] | None = None    # metrics[<attack>]["original"] or None
+    scored: dict[str, Any] = field(default_factory=dict)  # "target"/"original"/"reference" -> base.Scored
+    splits: Any = None                        # base.Splits: the rows every model was attacked on
 
 
 def run_attack(
@@ -64,16 +67,20 @@ def run_attack(
     forget_rows: Any,
     cache_dir: Path,
     reference: Any = None,
+    original: Any = None,
     device: Any = "cpu",
     seed: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
     warn: Callable[[str], None] = lambda message: None,
     method: Any = None,
 ) -> AttackResult:
-    """Attack ``checkpoint`` (and ``reference``) about ``forget_rows`` (data set rows).
+    """Attack ``checkpoint`` (and ``original``, ``reference``) about ``forget_rows`` (data set rows).
 
-    ``method`` replaces the registry's method in the forget-quality attack
-    (tests and embedding callers pass their own).
+    Every model faces the very same attacker (shadow or reference models
+    trained once); per-record scores are kept in ``scored`` for the
+    bootstrap intervals (``attacks.proof``). ``method`` replaces the
+    registry's method in the forget-quality attack (tests and embedding
+    callers pass their own).
     """
     from unlearn_cli.attacks.base import Env, Splits, summarize
     from unlearn_cli.attacks.shadow import ModelCache
@@ -89,13 +96,13 @@ def run_attack(
     env = Env(dataset=dataset, checkpoint=checkpoint, splits=splits, cache=cache, device=device,
               seed=seed, warn=warn, method=method)
     attack = attack_cls(env, settings)
-    target = summarize(attack.evaluate(checkpoint, load_predictor(checkpoint, device)), splits)
-    ref = None
-    if reference is not None:
-        ref = summarize(attack.evaluate(reference, load_predictor(reference, device)), splits)
+    scored = {}
+    for role, ckpt in (("target", checkpoint), ("original", original), ("reference", reference)):
+        if ckpt is not None:
+            scored[role] = attack.evaluate(ckpt, load_predictor(ckpt, device))
+    entries = {role: summarize(s, splits) for role, s in scored.items()}
     counts = cache.summary()
-    # Run totals (target and reference share the attacker), on both entries so they keep one shape.
-    for entry in (target, ref):
-        if entry is not None:
-            entry.update({"models_trained": counts["models_trained"], "models_reused": counts["models_reused"]})
-    return AttackResult(target, ref, counts)
+    # Run totals (every model shares the attacker), on every entry so they keep one shape.
+    for entry in entries.values():
+        entry.update({"models_trained": counts["models_trained"], "models_reused": counts["models_reused"]})
+    return AttackResult(entries["target"], entries.get("reference"), counts, entries.get("original"), scored, splits)

@@ -63,6 +63,7 @@ class ModelCache:
     reused: int = 0
     by_role: dict[str, dict[str, int]] = field(default_factory=dict)
     planned: int = 0  # models the running attack expects to need (for the progress bar)
+    unwritable: bool = False  # a write failed once (warned once)
 
     def expect(self, count: int) -> None:
         """Announce ``count`` more models (trained or reused) for progress reporting."""
@@ -119,18 +120,40 @@ class ModelCache:
             return cached
         state, meta = make()
         meta = {**meta, "cache": {**meta.get("cache", {}), "role": role, "key": key}}
+        self._count(role, "trained")
+        path = self.path(role, key)
+        _check_finite(state)  # a diverged model is an error, not a cache problem
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BadInput(f"cannot create the attack cache folder {self.directory} "
-                           f"({exc.strerror or exc}); pass --cache-dir") from None
-        path = self.path(role, key)
-        save_checkpoint(path, state, meta)
-        self._count(role, "trained")
+            save_checkpoint(path, state, meta)
+        except (OSError, BadInput) as exc:
+            # A cache is a saving, not a result: the model trained fine, the next run retrains it.
+            if not self.unwritable:
+                self.warn(f"cannot write the attack cache in {self.directory} "
+                          f"({getattr(exc, 'strerror', None) or exc}); models are kept in memory and "
+                          "retrained next time (pass --cache-dir to keep them)")
+            self.unwritable = True
+            return _in_memory(state, meta)
         return load_checkpoint(path)
 
     def summary(self) -> dict[str, Any]:
         return {"models_trained": self.trained, "models_reused": self.reused, "by_role": self.by_role}
+
+
+def _check_finite(state: dict[str, Any]) -> None:
+    import torch
+
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise BadInput(f"refusing to write a checkpoint with non-finite weights (tensor '{name}')")
+
+
+def _in_memory(state: dict[str, Any], meta: dict[str, Any]):
+    """A cached model that could not be written: the checkpoint it would have been, without a file."""
+    from unlearn_cli.models.checkpoint import Checkpoint, checkpoint_bytes
+
+    data = checkpoint_bytes(state, meta)
+    return Checkpoint(dict(state), {"format": 1, **meta}, None, hashlib.sha256(data).hexdigest())
 
 
 def model_meta(arch: dict[str, Any], recipe: Any, dataset: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -6,6 +6,14 @@ Examples:
     unlearn calibrate model.safetensors --eta 1e-3 --baseline none --json > calibration.json
     unlearn calibrate model.safetensors --holdout 0.3 --top 50 --report calibration.json
 
+Held-out records only: C, eta and the temperature are fitted on the manifest's
+splits.validation and every number is reported on its test split; a manifest
+without a validation split gives a seeded carve-out of its test split
+(--holdout, default one half, to fit on; the rest to report on). A manifest
+with only a train split is refused (exit 2): add splits.validation or a test
+split. The model is never fitted on records it trained on (their confidence is
+what calibration must correct).
+
 Algorithm 3 of the PUMA paper (appendix E): with C = ECE (a differentiable
 soft-binned surrogate) it scores every training record's influence on C from
 one cached iHVP, sorts the k lowest-influence records into over-confident,
@@ -13,14 +21,19 @@ over-uncertain and other-noise, and patches the weights once with PUMA
 (Algorithm 1, the same code `forget --method puma` runs), removing the
 over-confident and other-noise records and up-weighting the over-uncertain
 ones. eta is the largest value on a geometric grid (1e-5 .. 1e-1) that lowers
-the ECE of a held-out part of the train split without lowering its accuracy,
-and whose next larger grid value costs at most 2% held-out accuracy; when none
-does, no checkpoint is written (status "nothing-to-do").
+the ECE of the held-out fitting records without lowering their accuracy, and
+whose next larger grid value costs at most 2% of their accuracy. The checkpoint
+written holds that patch and then a temperature refitted on the held-out
+fitting records, folded into the last linear layer (when it lowers their NLL);
+the "written" column measures exactly those weights. When neither changes
+anything the status is "nothing-to-do": an --out named on the command line is
+still written (the weights unchanged, so a pipeline finds its file); the
+default output is not.
 
 Reported on the test split, before and after: ECE (15 equal-width bins), MCE,
 adaptive (equal-mass) ECE, class-wise ECE, NLL, Brier score, accuracy and the
 reliability table per bin, beside temperature scaling fitted on the same
-held-out records (--baseline none skips it). The calibrated checkpoint goes to
+held-out records (--baseline none skips it and writes the PUMA patch alone). The calibrated checkpoint goes to
 <stem>.calibrated.safetensors (or --out); the input is never modified. It is
 published like forget's output (temp file, verified, renamed, under the
 output's and the ledger's locks) with one ledger line (command "calibrate";
@@ -67,7 +80,8 @@ def calibrate(
         "--plot", metavar="FILE.png",
         help="Write reliability diagrams before/after (needs matplotlib: the plots extra).")] = None,
     holdout: Annotated[float, typer.Option(
-        "--holdout", metavar="SHARE", help="Share of the train split held out to choose eta and fit the temperature.")] = 0.2,
+        "--holdout", metavar="SHARE", help="Without splits.validation: share of the test split to fit eta and the "
+        "temperature on; the rest is reported on (default 0.5).")] = 0.5,
     top: Annotated[Optional[int], typer.Option(
         "--top", "-k", metavar="K", help="Algorithm 3's k: low-influence records to sort (default 10% of the fitting records).")] = None,
     eta: Annotated[Optional[float], typer.Option(
@@ -91,8 +105,9 @@ def calibrate(
           --plot reliability.png
       unlearn calibrate model.safetensors --eta 1e-3 --baseline none --json
 
-    Reports ECE (15 bins), MCE, adaptive ECE, class-wise ECE, NLL, Brier,
-    accuracy and the reliability table on the test split, before and after.
+    Fits on held-out records only (splits.validation, else half of the test
+    split) and reports ECE (15 bins), MCE, adaptive ECE, class-wise ECE, NLL,
+    Brier, accuracy and the reliability table on records the fit never saw.
     On a 2-core CPU breast-cancer takes about 10 s.
     """
     with command_run("calibrate", report=report, json_out=json_out, quiet=quiet, debug=debug, force=force) as run:
@@ -147,15 +162,27 @@ def calibrate(
         for name, value in result.timings.items():
             run.data["timings"][f"calibrate.{name}"] = round(value, 6)
         run.data["metrics"] = {**result.metrics, "eta": result.info["eta"], "algorithm3": result.info}
+        if result.state is None and out is not None:  # asked for by name: written, with the weights unchanged
+            run.data["status"] = "nothing-to-do"
+            run.warn("neither an eta on the grid nor a temperature improved the held-out fitting records; "
+                     f"{out} holds the weights unchanged")
+            result.state = {k: v.clone() for k, v in ckpt.state.items()}
+            for side in ("test", "held_out"):
+                result.metrics[side]["written"] = result.metrics[side]["before"]
         if result.state is None:
             run.data["status"] = "nothing-to-do"
-            run.warn("no eta on the grid lowered the held-out ECE without costing accuracy; "
-                     "no calibrated checkpoint was written")
+            run.warn("neither an eta on the grid nor a temperature improved the held-out fitting records; "
+                     "no calibrated checkpoint was written (name one with --out to write it unchanged)")
         else:
             with run.phase("write"):
                 published = publish_calibrated(targets, ckpt, dataset, result, settings.reported(), wait=wait,
                                                warn=run.warn)
             run.data["outputs"].update(published)
+            written, before = result.metrics["test"]["written"], result.metrics["test"]["before"]
+            if written["nll"] > before["nll"] or written["ece"] > before["ece"]:
+                run.warn(f"on the report records ({result.metrics['split']['report']}) the written model's NLL / ECE "
+                         f"{written['nll']:.4g} / {written['ece']:.4g} are not both below the original's "
+                         f"{before['nll']:.4g} / {before['ece']:.4g}")
         if plot is not None:
             from unlearn_cli.diagnostics.plots import reliability_png
             from unlearn_cli.ops.atomic import write_bytes
@@ -178,7 +205,10 @@ def _metrics_table(metrics: dict[str, Any], dataset: str):
     columns = [("before", test["before"]), ("PUMA", test.get("puma"))]
     if "temperature" in test:
         columns.append(("temperature", test["temperature"]))
-    table = Table(title=f"calibration on the test split of {dataset} ({test['before']['n']} records)",
+    if test.get("written"):
+        columns.append(("written", test["written"]))
+    where = (metrics.get("split") or {}).get("report", "test")
+    table = Table(title=f"calibration of {dataset} on {where} ({test['before']['n']} records)",
                   title_justify="left")
     table.add_column("metric")
     for name, _ in columns:
@@ -190,7 +220,10 @@ def _metrics_table(metrics: dict[str, Any], dataset: str):
 
 def _summary(result: Any, run: Any) -> dict[str, Any]:
     info = result.info
+    split = result.metrics["split"]
     rows: dict[str, Any] = {
+        "fitted on": f"{split['fit']} ({split['fit_records']} records)",
+        "reported on": f"{split['report']} ({split['report_records']} records)",
         "eta": info["eta"] if info["eta"] is not None else "none lowered the held-out ECE",
         "Algorithm 3 (k)": info["k"],
         "over-confident / over-uncertain / other-noise": (
@@ -202,6 +235,9 @@ def _summary(result: Any, run: Any) -> dict[str, Any]:
         rows["held-out ECE after"] = result.metrics["held_out"]["puma"]["ece"]
     if "temperature" in result.metrics:
         rows["temperature T"] = result.metrics["temperature"]
+    folded = info.get("written_temperature") or {}
+    if folded.get("folded"):
+        rows["written: temperature folded in"] = folded["temperature"]
     for name in ("checkpoint", "ledger", "plot"):
         if name in run.data["outputs"]:
             rows[name] = run.data["outputs"][name]["path"]

@@ -8,12 +8,20 @@ S2 = L_if n L_cf, other-noise S3 = L_if minus both (``algorithms.algorithm3``).
 It then calls ``influence.patch.puma_patch`` (Algorithm 1, the same function
 ``forget`` uses) with D_mk = S1 u S3 and D_up = S2 (Algorithm 1's sample of the
 other records when S2 is empty), and picks eta on a geometric grid from 1e-1
-down to 1e-5: the largest eta that lowers the binned ECE of a held-out part of
-the train split without lowering its accuracy, provided the next larger grid
+down to 1e-5: the largest eta that lowers the binned ECE of the held-out
+fitting records without lowering their accuracy, provided the next larger grid
 eta costs at most 2% held-out accuracy (the first-order model must still hold a
 step beyond the one taken; without that guard the choice lands on the edge of
 a cliff that the test split falls off). None qualifies: the weights are left
 alone.
+
+Held-out records only (``heldout.py``): C's gradient, eta and the temperature
+are fitted on the manifest's validation split, or on a seeded carve-out of the
+test split when there is none, and every reported number comes from records
+that fit never saw. The checkpoint written holds the PUMA patch (when an eta
+helped) and then the temperature refitted on the patched model, folded into
+the last linear layer (``fold_temperature``), when it lowers the fitting
+records' NLL; ``metrics.test.written`` measures exactly those weights.
 
 Equation 10's lambda keeps C unchanged to first order, so with C = ECE the
 patch cannot lower ECE through the linear term alone; what it does lower is
@@ -30,7 +38,8 @@ from typing import Any, ClassVar, Mapping, Optional
 import numpy as np
 
 from unlearn_cli.diagnostics.algorithms import algorithm3
-from unlearn_cli.diagnostics.calibration_metrics import calibration_metrics, fit_temperature, softmax
+from unlearn_cli.diagnostics.calibration_metrics import calibration_metrics, softmax, temperature_or_none
+from unlearn_cli.diagnostics.heldout import fold_temperature, held_out_rows
 from unlearn_cli.errors import BadInput
 from unlearn_cli.ops.progress import Counter, Progress
 from unlearn_cli.influence.settings import MAX_ETA, MIN_ETA, InfluenceSettings
@@ -45,8 +54,8 @@ MAX_GRID_POINTS = 1000
 class CalibrationSettings(InfluenceSettings):
     """The influence settings plus Algorithm 3's; the report lists the command's own options."""
 
-    holdout: float = option(0.2, "share of the train split held out to choose eta and fit the temperature",
-                            gt=0, lt=1)
+    holdout: float = option(0.5, "without a validation split: share of the test split fitted on "
+                                  "(eta, temperature); the rest is reported on", gt=0, lt=1)
     k: Optional[int] = option(None, "Algorithm 3's k; unset = 10% of the fitting records", ge=1, le=MAX_COUNT)
     eta: Optional[float] = option(None, "fixed projection rate; unset = choose on the grid", ge=MIN_ETA, le=MAX_ETA)
     eta_min: float = option(1e-5, "smallest eta tried: the paper suggests eta <= 1e-4 for calibration; "
@@ -80,15 +89,6 @@ class CalibrationResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def split_holdout(rows: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fitting rows, held-out rows), a seeded split of ``rows``."""
-    held = int(round(share * len(rows)))
-    if held < 1 or held >= len(rows):
-        raise BadInput(f"--holdout {share} leaves no records on one side of {len(rows)} train records")
-    perm = np.random.default_rng([int(seed), 7]).permutation(rows)
-    return np.sort(perm[held:]), np.sort(perm[:held])
-
-
 def calibrate(checkpoint: Any, dataset: Any, *, device: Any = "cpu",
               settings: CalibrationSettings | None = None, progress: Progress | None = None) -> CalibrationResult:
     """Algorithm 3 and PUMA's patch on one checkpoint; ``progress`` (``ops.progress``) hears the
@@ -101,15 +101,13 @@ def calibrate(checkpoint: Any, dataset: Any, *, device: Any = "cpu",
         name = checkpoint.path.name if checkpoint.path is not None else "the checkpoint"
         raise BadInput(f"calibrate patches the weights of one model; {name} is a "
                        f"'{checkpoint.kind}' checkpoint (an ensemble)")
-    test = dataset.test_indices()
-    if len(test) == 0:
-        raise BadInput(f"{dataset.manifest_path.name}: calibrate reports on the test split, and it is empty")
-    fit_rows, held = split_holdout(dataset.train_indices(), settings.holdout, settings.seed)
+    held, test, split = held_out_rows(dataset, settings.holdout, settings.seed)
+    fit_rows = dataset.train_indices()  # Algorithm 3 sorts the records the model trained on
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
     engine = InfluenceEngine.build(checkpoint, dataset, device=device, criterion="ece", settings=settings,
-                                   seed=settings.seed, criterion_rows=fit_rows, progress=progress)
+                                   seed=settings.seed, criterion_rows=held, progress=progress)
     timings["engine_s"] = time.perf_counter() - t0
     work = _Calibration(engine, dataset, settings, fit_rows, held)
 
@@ -118,11 +116,11 @@ def calibrate(checkpoint: Any, dataset: Any, *, device: Any = "cpu",
     timings["algorithm3_s"] = time.perf_counter() - t0
     before_test = work.measure(work.fmodel.params, test)
     before_held = work.measure(work.fmodel.params, held)
-    state, after_test, after_held = None, None, None
+    after_test, after_held, final = None, None, None
     if len(work.forget):
         chosen, patched = work.patch(before_held, info, timings)
         if patched is not None:
-            state = engine.state_with(patched.params)
+            final = patched.params
             after_test = work.measure(patched.params, test)
             after_held = work.measure(patched.params, held)
             info["patch"] = patched.info
@@ -131,12 +129,17 @@ def calibrate(checkpoint: Any, dataset: Any, *, device: Any = "cpu",
         info["eta"] = None
         info["eta_search"] = {"rule": "no record to remove: nothing to patch", "tried": {}}
 
-    metrics: dict[str, Any] = {"test": {"before": before_test, "puma": after_test}, "held_out": {
+    metrics: dict[str, Any] = {"split": split, "test": {"before": before_test, "puma": after_test}, "held_out": {
         "before": _summary(before_held), "puma": _summary(after_held) if after_held else None}}
     if settings.baseline == "temperature":
         t0 = time.perf_counter()
         work.temperature_baseline(metrics, test)
+        final = work.fold(final, info)
         timings["temperature_s"] = time.perf_counter() - t0
+    state = engine.state_with(final) if final is not None else None
+    if final is not None:
+        metrics["test"]["written"] = work.measure(final, test)
+        metrics["held_out"]["written"] = _summary(work.measure(final, held))
     return CalibrationResult(state, metrics, info, timings)
 
 
@@ -229,11 +232,38 @@ class _Calibration:
         return chosen, patched
 
     def temperature_baseline(self, metrics: dict[str, Any], test: np.ndarray) -> None:
-        """Temperature scaling fitted on the held-out records, measured on the test split."""
+        """Temperature scaling fitted on the held-out fitting records, measured on the report records."""
         params, y = self.fmodel.params, self.dataset.y
-        temperature = fit_temperature(self.logits(params, self.held), y[self.held])
+        temperature, why = temperature_or_none(self.logits(params, self.held), y[self.held])
+        metrics["temperature_fit"] = why
+        if temperature is None:
+            return
         metrics["test"]["temperature"] = calibration_metrics(softmax(self.logits(params, test) / temperature), y[test])
         metrics["temperature"] = temperature
+
+    def fold(self, params: Any, info: dict[str, Any]) -> Any:
+        """``params`` (the patched weights, or None = the model's) with a temperature refitted on the fitting
+        records folded in, when it lowers their NLL; None when nothing changed."""
+        base = params if params is not None else self.fmodel.params
+        y = self.dataset.y[self.held]
+        logits = self.logits(base, self.held)
+        temperature, why = temperature_or_none(logits, y)
+        if temperature is None:
+            info["written_temperature"] = {"temperature": None, "folded": False, "note": why}
+            return params
+        nll = calibration_metrics(softmax(logits), y)["nll"]
+        nll_t = calibration_metrics(softmax(logits / temperature), y)["nll"]
+        info["written_temperature"] = {"temperature": temperature, "fitting_nll_before": nll,
+                                       "fitting_nll_after": nll_t, "folded": False}
+        if abs(np.log(temperature)) < 1e-3 or nll_t >= nll:
+            return params
+        x, _ = self.engine.rows(self.held)
+        folded = fold_temperature(self.fmodel, base, temperature, x)
+        if folded is None:
+            info["written_temperature"]["note"] = "not folded: the logits do not come straight from a linear layer"
+            return params
+        info["written_temperature"]["folded"] = True
+        return folded
 
 
 CLIFF = 0.02  # held-out accuracy the next larger eta may lose: the linearisation must hold past the step taken

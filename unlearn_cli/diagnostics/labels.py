@@ -31,11 +31,31 @@ class Ranking:
     order: np.ndarray           # positions into ``rows``, most suspicious first (a permutation)
     confidence: np.ndarray      # p(given label | x) for each of ``rows``
     predicted: np.ndarray       # predicted class for each of ``rows``
+    probs: np.ndarray           # the model's class probabilities for each of ``rows``
     seconds: float
     info: dict[str, Any] = field(default_factory=dict)
+    oos_probs: np.ndarray | None = None  # out-of-sample class probabilities, when the ranker has them
 
     def ranked_rows(self) -> np.ndarray:
         return self.rows[self.order]
+
+    def estimate(self, labels: np.ndarray) -> dict[str, Any]:
+        """How many labels look wrong (``loo.estimate_issues``) and which: the first that many of the ranking.
+
+        Counted on the ranker's out-of-sample probabilities when it has them,
+        else on the model's own (in-sample: low when the model fits its flips).
+        """
+        from unlearn_cli.diagnostics.loo import estimate_issues
+
+        source = "out-of-sample" if self.oos_probs is not None else "in-sample (the model's own probabilities)"
+        probs = self.oos_probs if self.oos_probs is not None else self.probs
+        count, _ = estimate_issues(probs, labels[self.rows])
+        issue = np.zeros(len(self.rows), dtype=bool)
+        issue[self.order[:count]] = True
+        return {"count": count, "share": count / max(len(self.rows), 1), "probabilities": source,
+                "rule": "confident joint: p_j >= mean p_j of the records labelled j, for a class j other than "
+                        "the given one (cleanlab's count); the issues are the first that many of the ranking",
+                "issue": issue}
 
 
 def _probabilities(checkpoint: Any, dataset: Any, rows: np.ndarray, device: Any) -> np.ndarray:
@@ -68,9 +88,10 @@ def rank(ranker: str, checkpoint: Any, dataset: Any, *, device: Any = "cpu",
     t0 = time.perf_counter()
     probs = _probabilities(checkpoint, dataset, rows, device)
     score, order, details = chosen().rank(RankInput(checkpoint, dataset, rows, device, settings, probs, progress))
+    oos = details.pop("oos_probs", None)
     seconds = time.perf_counter() - t0
     return Ranking(ranker, rows, np.asarray(score, dtype=np.float64), np.asarray(order, dtype=np.int64),
-                   given_confidence(probs, dataset.y[rows]), probs.argmax(1), seconds, details)
+                   given_confidence(probs, dataset.y[rows]), probs.argmax(1), probs, seconds, details, oos)
 
 
 def _name(checkpoint: Any) -> str:
@@ -189,8 +210,10 @@ def evaluate(
         ranking = rank(name, checkpoint, corrupted, device=device, settings=dataclasses.replace(base, **overrides),
                        progress=within(progress, label))
         rankers_done()
+        estimate = ranking.estimate(corrupted.y)
         results[label] = {
             "found": share_found(ranking.ranked_rows(), flipped),
+            "estimated_wrong": estimate["count"],
             "seconds": ranking.seconds,
             "top_k_precision": float(np.isin(ranking.ranked_rows()[: len(flipped)], flipped).mean()),
             "info": _evaluation_info(ranking),
@@ -223,8 +246,9 @@ def _evaluation_info(ranking: Ranking) -> dict[str, Any]:
     keep = {}
     if "algorithm2" in ranking.info:
         keep["algorithm2"] = ranking.info["algorithm2"]
-    if "criterion" in ranking.info:
-        keep["criterion"] = ranking.info["criterion"]
+    for key in ("criterion", "orientation", "method", "bandwidth_x_median_sq_distance", "ridge"):
+        if key in ranking.info:
+            keep[key] = ranking.info[key]
     engine = ranking.info.get("engine")
     if engine:
         keep["solver"] = engine.get("solver")

@@ -50,12 +50,17 @@ def publish_calibrated(targets: Targets, ckpt: Any, dataset: Any, result: Any, c
             "input": {"path": os.path.abspath(ckpt.path), "sha256": ckpt.sha256},
             "output": output,
             "metrics": {side: {"test": _kept(result.metrics["test"][column])}
-                        for side, column in (("before", "before"), ("after", "puma"))},
+                        for side, column in (("before", "before"), ("after", _written(result)))},
         })
 
     with locked_targets(targets, wait, warn):
         outputs, _ = publish_checkpoint(targets, result.state, meta, ledger_entry)
     return outputs
+
+
+def _written(result: Any) -> str:
+    """The metrics column of the weights written: "written" (patch and folded temperature) when reported."""
+    return "written" if result.metrics["test"].get("written") else "puma"
 
 
 def _kept(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +82,9 @@ def _calibration_entry(ckpt: Any, result: Any, config: dict[str, Any]) -> dict[s
         "damping": info["engine"]["damping"],
         "categories": {key: info[key] for key in ("over_confident", "over_uncertain", "other_noise")},
         "held_out_ece": {"before": result.metrics["held_out"]["before"]["ece"],
-                         "after": result.metrics["held_out"]["puma"]["ece"]},
+                         "after": result.metrics["held_out"][_written(result)]["ece"]},
+        "temperature": (info.get("written_temperature") or {}).get("temperature")
+        if (info.get("written_temperature") or {}).get("folded") else None,
         "parent_sha256": ckpt.sha256,
         "time": utc_now(),
         "tool_version": __version__,
