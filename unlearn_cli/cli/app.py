@@ -71,4 +71,9 @@ _register()
 
 
 def main() -> None:
+    from unlearn_cli.ops.threads import prefer_passive_waits
+
+    # OpenMP reads its wait policy once, when torch is first imported: idle workers must sleep, not
+    # spin, or one competing process slows a 2-thread pass 5-25x (ops/threads.py, issue #16).
+    prefer_passive_waits()
     app()

@@ -26,7 +26,8 @@ from rich.table import Table
 
 from unlearn_cli import __version__
 from unlearn_cli.cli.errors import fail
-from unlearn_cli.errors import one_line
+from unlearn_cli.errors import UnlearnError, one_line
+from unlearn_cli.ops import dist
 from unlearn_cli.ops.progress import Progress, silent
 
 
@@ -200,7 +201,7 @@ class Run:
     def warn(self, message: str) -> None:
         message = one_line(message)  # escaped, one line, capped: a file name cannot drive the terminal
         self.data.setdefault("warnings", []).append(message)
-        if not self.quiet or self.json_out:
+        if (not self.quiet or self.json_out) and dist.is_main():
             print(f"unlearn {self.command}: warning: {message}", file=sys.stderr)
 
     @property
@@ -209,7 +210,7 @@ class Run:
         or a CI log (no control characters), never on a terminal that cannot move the cursor (TERM=dumb).
         """
         return (not self.quiet and not self.json_out and sys.stderr.isatty()
-                and os.environ.get("TERM") != "dumb")
+                and os.environ.get("TERM") != "dumb" and dist.is_main())
 
     @contextmanager
     def progress(self, label: str | None = None) -> Iterator[Progress]:
@@ -244,8 +245,10 @@ class Run:
         """Write --report (atomically) and print the report with --json.
 
         The report's own paths are the last check: it is never written over
-        a file the report records as an input or output.
+        a file the report records as an input or output. Under torchrun rank 0 alone emits.
         """
+        if not dist.is_main():
+            return
         if self.report_path is not None and self.report_writable:
             from unlearn_cli.ops.atomic import write_text
             from unlearn_cli.ops.paths import check_distinct
@@ -267,13 +270,25 @@ class Run:
 def command_run(
     command: str, *, report: Path | None, json_out: bool, quiet: bool, debug: bool, force: bool = False
 ) -> Iterator[Run]:
-    """Run a command body; map failures to exit codes; emit the report either way (where it may go)."""
+    """Run a command body; map failures to exit codes; emit the report either way (where it may go).
+
+    Under torchrun the command runs in every process of the job (``ops.dist``): joined here, left at the end.
+    """
     import typer
 
     run = Run(command, report, json_out, quiet, debug, force)
+    started = False
     try:
+        started = dist.start()
+        if started:  # joining waits for every rank's start-up: timed apart, outside total_s like startup_s
+            run.data["timings"]["dist_start_s"] = round(time.perf_counter() - run._t0, 6)
+            run._t0 = time.perf_counter()
+        if not dist.is_main():  # stdout is rank 0's: the other ranks print nothing there
+            run.out = Console(file=open(os.devnull, "w"), stderr=False)
         run.check_report()
         yield run
+        if dist.active():  # every rank got here: what each one did, in rank 0's report
+            run.data["distributed"] = dist.summary()
         run.finish()
     except typer.Exit:
         raise
@@ -283,12 +298,27 @@ def command_run(
     except Exception as exc:  # noqa: BLE001 - every failure becomes a one-line message and an exit code
         run.data["status"] = "failed"
         run.data["error"] = one_line(exc) if str(exc) else type(exc).__name__  # no private detail (raw IDs)
-        exit_exc = fail(command, exc, debug)
+        exit_exc = _fail(command, exc, debug)
         try:  # a failure report helps pipelines; writing it must never mask the error
             run.emit(run._final())
         except Exception:  # noqa: BLE001
             pass
         raise exit_exc from None
+    finally:
+        if started:
+            dist.stop()
+
+
+def _fail(command: str, exc: Exception, debug: bool):
+    """``fail``; under torchrun, ranks other than 0 stay silent about what rank 0 says too (a known error,
+    a peer's failure) and name their rank in what only they saw."""
+    if dist.is_main() or debug:
+        return fail(command if dist.is_main() else f"{command} (rank {dist.rank()})", exc, debug)
+    import typer
+
+    if isinstance(exc, UnlearnError):
+        return typer.Exit(exc.exit_code)
+    return fail(f"{command} (rank {dist.rank()})", exc, debug)
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -346,8 +376,8 @@ def key_values(title: str, rows: dict[str, Any]) -> Table:
 
 
 def show(run: Run, *renderables: Any) -> None:
-    """Print human output unless --json or --quiet."""
-    if run.json_out or run.quiet:
+    """Print human output unless --json or --quiet (rank 0 alone under torchrun)."""
+    if run.json_out or run.quiet or not dist.is_main():
         return
     for item in renderables:
         run.out.print(item)

@@ -26,6 +26,7 @@ from unlearn_cli.errors import BadInput, one_line
 from unlearn_cli.forget.job import RunFacts
 from unlearn_cli.forget.targets import Targets
 from unlearn_cli.methods.base import Outcome
+from unlearn_cli.ops import dist
 from unlearn_cli.ops import queue as queue_ops
 from unlearn_cli.ops.clock import utc_now
 from unlearn_cli.ops.digests import key_id_of, set_digest, sha256_or_none
@@ -96,6 +97,8 @@ def publish_checkpoint(targets: Targets, state: dict[str, Any], meta: dict[str, 
 
     ``entry_for`` builds the ledger entry from the published output (path and
     sha256). Returns the report outputs (checkpoint, sidecars, ledger) and the entry.
+    Under torchrun every rank first agrees that none failed (``ops.dist.agree``);
+    then rank 0 alone writes, and the others return the same report fields.
     """
     from unlearn_cli.models.checkpoint import checkpoint_bytes, verify_file
     from unlearn_cli.models.sidecar import save_sidecar, sidecar_path
@@ -106,6 +109,10 @@ def publish_checkpoint(targets: Targets, state: dict[str, Any], meta: dict[str, 
     digest = hashlib.sha256(data).hexdigest()
     outputs: dict[str, Any] = {"checkpoint": {"path": str(out), "sha256": digest}}
     entry = entry_for({"path": os.path.abspath(out), "sha256": digest})
+    with dist.all_or_none("publishing"):
+        dist.fault_point("publish")
+    if not dist.is_main():
+        return {**outputs, "ledger": {"path": str(ledger), "run_id": entry["run_id"]}}, entry
     new_sidecars: list[Path] = []
 
     def verify_then_journal(tmp: Path) -> None:
@@ -203,6 +210,7 @@ def record_without_change(run: RunFacts) -> tuple[str, dict[str, Any], dict[str,
     unchanged = {"path": os.path.abspath(run.base), "sha256": run.ckpt.sha256}
     entry = forget_ledger_entry(run, status, unchanged)
     ledger = run.targets.ledger
+    dist.agree(what="the ledger line")  # under torchrun rank 0 appends (ops.ledger.append_line)
     try:
         append_line(ledger, entry)
     except OSError as exc:
@@ -216,6 +224,8 @@ def settle_queue(run: RunFacts, warn: Callable[[str], None]) -> dict[str, Any] |
     directory = run.targets.queue
     if directory is None:
         return None
+    if not dist.is_main():  # rank 0 alone moves files under torchrun
+        return {"dir": str(directory), "done": [], "failed": [], "left": []}
     done, failed, left = [], [], []
     for item in run.requests.accepted:
         moved = queue_ops.settle(directory, item, queue_ops.DONE)

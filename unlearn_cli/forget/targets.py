@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 from unlearn_cli.errors import BadInput
 from unlearn_cli.ops import queue as queue_ops
 from unlearn_cli.ops.digests import sha256_or_none
+from unlearn_cli.ops.dist import all_or_none, is_main
 from unlearn_cli.ops.faults import crash_point
 from unlearn_cli.ops.ledger import Ledger, default_ledger, journal_path, read_ledger, recover_journal
 from unlearn_cli.ops.locking import check_wait, hold_locks, lock_path_for
@@ -101,13 +102,19 @@ def plan_ledger(ledger: Path | None, out: Path, checkpoint: Path) -> Path:
 
 @contextlib.contextmanager
 def locked_targets(targets: Targets, wait: float, warn: Callable[[str], None]) -> Iterator[Ledger]:
-    """Hold the targets' locks; settle what a killed run left; yield the ledger as it now reads."""
-    with hold_locks(targets.locks(), wait, what=str(targets.out), warn=warn):
-        crash_point("locked")
-        remove_stale_temps(targets.out, journal_path(targets.ledger))
-        if targets.queue is not None:
-            queue_ops.remove_stale_temps(targets.queue)
-        recover_journal(targets.ledger, sha256_or_none, warn)
+    """Hold the targets' locks; settle what a killed run left; yield the ledger as it now reads.
+
+    Under torchrun rank 0 alone locks and settles; every rank reads the ledger once it has (``ops.dist``).
+    """
+    with contextlib.ExitStack() as held:
+        with all_or_none("taking the locks"):
+            held.enter_context(hold_locks(targets.locks(), wait, what=str(targets.out), warn=warn))
+            if is_main():
+                crash_point("locked")
+                remove_stale_temps(targets.out, journal_path(targets.ledger))
+                if targets.queue is not None:
+                    queue_ops.remove_stale_temps(targets.queue)
+                recover_journal(targets.ledger, sha256_or_none, warn)
         yield read_ledger(targets.ledger, warn)
 
 

@@ -14,19 +14,38 @@ from torch import nn
 from unlearn_cli.data.dataset import Dataset
 from unlearn_cli.data.tensors import tensors
 from unlearn_cli.models.checkpoint import Checkpoint
+from unlearn_cli.ops import dist
 
 ECE_BINS = 15
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module | Callable, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Logits for every row, in eval mode, in batches to bound memory."""
+    """Logits for every row, in eval mode, in batches to bound memory.
+
+    Under torchrun each rank predicts its contiguous block of rows (``dist.shard``) and one
+    all-reduce of the zero-padded (rows, classes) matrix gives every rank all the logits: each entry
+    is one rank's value plus zeros, so the sum is exact and every metric is computed as in one process.
+    """
     if isinstance(model, nn.Module):
         model.eval()
+    if dist.active() and len(x) >= dist.world():
+        return _predict_split(model, x, batch_size)
     outs = [model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
     if not outs:
         return torch.empty(0)
     return torch.cat(outs).float().cpu()
+
+
+def _predict_split(model: nn.Module | Callable, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    bounds = dist.shard_bounds(len(x))
+    lo, hi = bounds[dist.rank()], bounds[dist.rank() + 1]
+    dist.count("predict_records", hi - lo)
+    local = torch.cat([model(x[i : min(i + batch_size, hi)]) for i in range(lo, hi, batch_size)]).float().cpu()
+    width = dist.all_reduce_sum(torch.tensor([local.shape[1] if local.dim() == 2 else -1]))
+    if local.dim() != 2 or int(width[0]) != local.shape[1] * dist.world():
+        raise ValueError("ranks disagree on the shape of the model's output")
+    return dist.gather_rows(local, len(x))
 
 
 def ece(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:

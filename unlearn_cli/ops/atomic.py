@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from unlearn_cli.errors import BadInput
+from unlearn_cli.ops.dist import is_main
 from unlearn_cli.ops.paths import ENVIRONMENTAL, os_error_message
 
 
@@ -93,8 +94,11 @@ def write_bytes(
     """Atomically write ``data`` to ``target``; return its sha256 hex.
 
     ``verify`` is called on the fsynced temporary file before the rename; if it
-    raises, nothing is published.
+    raises, nothing is published. Under torchrun only rank 0 writes (``ops.dist``);
+    the other ranks get the same sha256 and write nothing.
     """
+    if not is_main():
+        return hashlib.sha256(data).hexdigest()
     with atomic_path(target) as tmp:
         try:
             with open(tmp, "wb") as fh:

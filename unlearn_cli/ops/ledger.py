@@ -192,7 +192,11 @@ def encode_line(entry: dict[str, Any]) -> bytes:
 
 
 def append_line(path: str | os.PathLike, entry: dict[str, Any]) -> None:
-    """Append one entry durably: a single write of the whole line, then fsync."""
+    """Append one entry durably: a single write of the whole line, then fsync (rank 0 alone under torchrun)."""
+    from unlearn_cli.ops.dist import is_main
+
+    if not is_main():
+        return
     path = Path(path)
     data = encode_line(entry)
     created = not path.exists()

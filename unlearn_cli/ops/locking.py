@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from unlearn_cli.errors import BadInput, LockHeld
+from unlearn_cli.ops.dist import is_main
 
 try:  # POSIX only
     import fcntl
@@ -120,6 +121,9 @@ def hold_locks(paths: Sequence[str | os.PathLike], wait: float = 0.0, *,
     """
     check_wait(wait)
     unique = sorted({Path(os.path.abspath(p)) for p in paths})
+    if not is_main():  # under torchrun rank 0 holds the locks for the whole job (ops.dist)
+        yield
+        return
     if fcntl is None:  # pragma: no cover - Windows
         if warn is not None:
             warn("file locking is not available on this platform; do not run two forgets on one output at once")

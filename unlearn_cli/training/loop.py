@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from unlearn_cli.errors import BadInput
+from unlearn_cli.ops.dist import fault_point
 from unlearn_cli.ops.progress import Counter, Progress
+from unlearn_cli.training.parallel import data_parallel, parallel_step, same_weights
 from unlearn_cli.options import BATCH_SIZE, EPOCHS, LR, MAX_SEED, MOMENTUM, WEIGHT_DECAY, check_value, range_of
 
 # Defaults per architecture; each one trains the shipped sample data in seconds
@@ -100,25 +102,21 @@ _DEFAULT_THREADS = torch.get_num_threads()
 
 
 def pick_threads(model: nn.Module) -> None:
-    """One intra-op thread for small dense models, torch's default otherwise.
+    """Set torch's intra-op threads for training or an influence pass over ``model`` (``ops.threads``).
 
-    Splitting a 64x32 matmul across cores costs more than it saves, and when
-    another process holds the other core the thread pool stalls: training the
-    breast-cancer MLP took 1.7-2.7 s with one thread and 7-9.5 s with two on
-    this 2-core machine under load. Convolutions do gain from the second core.
-    ``UNLEARN_THREADS`` overrides the choice.
+    Small dense models get one thread: splitting a 64x32 matmul across cores costs more than it saves
+    (the breast-cancer MLP trained in 1.7-2.7 s with one thread, 7-9.5 s with two under load).
+    Convolutional or large models get the CPUs that are free now, at most torch's default, so a
+    competing process does not make the worker threads wait on a taken core. ``UNLEARN_THREADS``
+    (``auto`` or a count) overrides the choice; a bad value is a one-line BadInput.
     """
-    import os
+    from unlearn_cli.ops.threads import thread_count
 
-    forced = os.environ.get("UNLEARN_THREADS")
-    if forced:
-        torch.set_num_threads(max(1, int(forced)))
-        return
     has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
     small = not has_conv and sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
-    # Put the default back for the next model: in one process (tests, the Python API) a small model
-    # trained first must not leave a convolutional one single-threaded.
-    torch.set_num_threads(1 if small else _DEFAULT_THREADS)
+    # Set on every call, so a small model trained first in a process (tests, the Python API) does
+    # not leave a convolutional one single-threaded.
+    torch.set_num_threads(thread_count(small=small, ceiling=_DEFAULT_THREADS))
 
 
 def init_model(arch_spec: dict[str, Any], seed: int) -> nn.Module:
@@ -209,20 +207,25 @@ def train_model(
     result = TrainResult(model)
     criterion = nn.CrossEntropyLoss()
     epoch_sum, epoch_count, current_epoch = 0.0, 0, 0
+    parallel = data_parallel(model, loss_fn)
+    fault_point("train")
     for epoch, step, positions in batch_schedule(n, recipe.batch_size, recipe.epochs, seed):
         if epoch != current_epoch:
             result.losses.append(epoch_sum / max(epoch_count, 1))
             epoch_sum, epoch_count, current_epoch = 0.0, 0, epoch
             epochs_done()
-        idx = torch.from_numpy(positions).to(device)
-        logits = model(x[idx])
-        loss = loss_fn(logits, y[idx], positions) if loss_fn else criterion(logits, y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if parallel:
+            value = parallel_step(model, x, y, positions, opt)
+        else:
+            idx = torch.from_numpy(positions).to(device)
+            logits = model(x[idx])
+            loss = loss_fn(logits, y[idx], positions) if loss_fn else criterion(logits, y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            value = float(loss.detach())
         if after_step is not None:
             after_step()
-        value = float(loss.detach())
         epoch_sum += value * len(positions)
         epoch_count += len(positions)
         result.steps = step + 1
@@ -232,6 +235,8 @@ def train_model(
     if epoch_count:
         result.losses.append(epoch_sum / epoch_count)
         epochs_done()
+    if parallel:
+        same_weights(model)
     model.eval()
     return result
 

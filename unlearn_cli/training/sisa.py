@@ -52,6 +52,7 @@ from unlearn_cli.errors import BadInput
 from unlearn_cli.models.ensemble import is_sealed, prefixed, read_meta, unprefixed
 from unlearn_cli.ops.digests import derive_seed
 from unlearn_cli.ops.progress import Counter, Progress
+from unlearn_cli.training.parallel import spread
 
 AGGREGATES = ("vote", "mean")
 SIDECAR = "sisa-slices"
@@ -181,10 +182,14 @@ def train_sisa(dataset, arch: dict[str, Any], recipe, shards: int, slices: int, 
     shards_done, tick = Counter(progress, "shards", shards), Counter(progress, "slice steps", shards * slices)
     state: dict[str, Any] = {}
     slice_states: dict[str, Any] = {}
-    for i in range(shards):
+
+    def one(i: int) -> list[dict[str, Any]]:
         positions = slice_positions(assignment, i, slices, removed)
-        states = train_constituent(x, y, positions, arch, recipe, recipe.seed, i, device=device, progress=tick)
-        shards_done()
+        return train_constituent(x, y, positions, arch, recipe, recipe.seed, i, device=device, progress=tick)
+
+    trained = spread(list(range(shards)), one, lambda i: slices, arch, on_done=shards_done)
+    for i in range(shards):
+        states = trained[i]
         for r, st in enumerate(states):
             slice_states.update(prefixed(f"shard{i}.slice{r}.", st))
         state.update(prefixed(f"shard{i}.", states[-1]))
@@ -208,6 +213,24 @@ def constituent_metrics(state: dict[str, Any], meta: dict[str, Any], dataset, de
         test = evaluate_rows(model.to(device).eval(), dataset, dataset.test_indices(), device)
         rows.append({"shard": shard, "records": records, "test_accuracy": test["accuracy"]})
     return rows
+
+
+def _restart_points(earliest: dict[int, int], slice_states: dict[str, Any] | None,
+                    warn: Callable[[str], None]) -> dict[int, tuple[int, dict[str, Any] | None, str]]:
+    """Per shard to retrain: (first slice, the state to start from, where it resumed from)."""
+    starts: dict[int, tuple[int, dict[str, Any] | None, str]] = {}
+    for shard in sorted(earliest):
+        start = earliest[shard]
+        start_state = None
+        resumed = "initialisation" if start == 0 else "slice state"
+        if start > 0:
+            start_state = unprefixed(f"shard{shard}.slice{start - 1}.", slice_states or {})
+            if not start_state:
+                warn(f"no saved state for shard {shard} slice {start - 1} (sidecar '{SIDECAR}' missing); "
+                     f"retraining shard {shard} from its initialisation instead (exact, slower)")
+                start, start_state, resumed = 0, None, "initialisation (sidecar missing)"
+        starts[shard] = (start, start_state, resumed)
+    return starts
 
 
 @dataclass
@@ -255,20 +278,20 @@ def forget_sisa(ckpt, dataset, forget_rows: np.ndarray, slice_states: dict[str, 
     retrained = []
     total = sum(slices - r for r in earliest.values())
     shards_done, tick = Counter(progress, "shards", len(earliest)), Counter(progress, "slice steps", total)
-    for shard in sorted(earliest):
-        start = earliest[shard]
-        start_state = None
-        resumed = "initialisation" if start == 0 else "slice state"
-        if start > 0:
-            start_state = unprefixed(f"shard{shard}.slice{start - 1}.", slice_states or {})
-            if not start_state:
-                warn(f"no saved state for shard {shard} slice {start - 1} (sidecar '{SIDECAR}' missing); "
-                     f"retraining shard {shard} from its initialisation instead (exact, slower)")
-                start, start_state, resumed = 0, None, "initialisation (sidecar missing)"
+    starts = _restart_points(earliest, slice_states, warn)
+
+    def one(shard: int) -> list[dict[str, Any]]:
+        start, start_state, _ = starts[shard]
         pos = slice_positions(assignment, shard, slices, all_removed)
-        states = train_constituent(x, y, pos, ckpt.arch, recipe, recipe.seed, shard, start_slice=start,
-                                   start_state=start_state, device=device, progress=tick)
-        shards_done()
+        return train_constituent(x, y, pos, ckpt.arch, recipe, recipe.seed, shard, start_slice=start,
+                                 start_state=start_state, device=device, progress=tick)
+
+    trained = spread(sorted(earliest), one, lambda shard: slices - starts[shard][0], ckpt.arch,
+                     on_done=shards_done)
+    for shard in sorted(earliest):
+        start, _, resumed = starts[shard]
+        pos = slice_positions(assignment, shard, slices, all_removed)
+        states = trained[shard]
         for k in [k for k in state if k.startswith(f"shard{shard}.")]:
             del state[k]
         state.update(prefixed(f"shard{shard}.", states[-1]))

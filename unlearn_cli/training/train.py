@@ -34,6 +34,7 @@ from unlearn_cli.errors import BadInput
 from unlearn_cli.models.checkpoint import checkpoint_bytes, param_count, verify_file
 from unlearn_cli.models.predict import evaluate_splits
 from unlearn_cli.models.sidecar import save_sidecar, sidecar_path
+from unlearn_cli.ops import dist
 from unlearn_cli.ops.atomic import write_bytes
 from unlearn_cli.training.fit import base_meta, fit
 from unlearn_cli.training.loop import Recipe
@@ -184,10 +185,15 @@ def _write(out: Path, state: dict[str, Any], meta: dict[str, Any],
     Sidecars go first: until the checkpoint is published nothing refers to
     them, so a failure at any step (full disk, killed run) never leaves a
     checkpoint without its sidecar; the sidecars this run made are removed.
+    Under torchrun every rank first agrees that none failed; rank 0 alone writes.
     """
     data = checkpoint_bytes(state, meta)
     digest = hashlib.sha256(data).hexdigest()
     outputs = {"checkpoint": (Path(out), digest)}
+    with dist.all_or_none("writing the checkpoint"):
+        dist.fault_point("write")
+    if not dist.is_main():
+        return outputs
     made: list[Path] = []
     try:
         for name, tensors in sidecars.items():
