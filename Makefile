@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean-venv samples bench
+.PHONY: demo test install clean-venv samples bench-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,plots]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,6 +29,10 @@ demo: $(STAMP)
 # itself needs build-time packages: see sample_models/README.md).
 samples: $(STAMP)
 	$(BIN)/python sample_models/build.py --train-only --unlearn "$(BIN)/unlearn"
+
+# Benchmark-only references (cleanlab, curvlinops, scikit-learn), pinned to the same torch.
+bench-deps: $(STAMP)
+	$(BIN)/pip install --quiet -c benchmarks/constraints.txt -r benchmarks/requirements.txt
 
 clean-venv:
 	rm -rf $(VENV)
