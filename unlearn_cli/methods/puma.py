@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from unlearn_cli.influence.settings import (
-    CRITERION_CHOICES, MAX_ETA, MAX_GRID_PER_DECADE, MAX_WEIGHT, MIN_ETA, InfluenceSettings, check_eta_and_lambda,
-    redefault,
+    CRITERION_CHOICES, MAX_ETA, MAX_GRID_PER_DECADE, MAX_WEIGHT, MIN_ETA, InfluenceSettings, PatchSettings,
+    check_eta_and_lambda, field_like, redefault,
 )
 from unlearn_cli.methods.base import Method, Outcome, Request
 from unlearn_cli.options import MAX_COUNT, option
@@ -61,12 +61,10 @@ class _RemovalOptions(_CriterionOption):
                                         "confidence exceeds the retrain estimate (5 nearest remaining records' "
                                         "vote) by more than this", ge=0, le=1)
     reweight: bool = option(True, "re-weight remaining records to keep C (eq. 10); false = plain influence removal")
-    lambda_l1: float = option(1e-5, "l1 weight of eq. 10 (psi scaled to unit rms, so scale-free)",
-                              ge=0, le=MAX_WEIGHT)
-    lambda_l2: float = option(1e-3, "l2 weight of eq. 10; > 0 keeps lambda unique (the exact solver needs it)",
-                              ge=0, le=MAX_WEIGHT)
-    lambda_solver: str = option("exact", "exact single-residual solver, or the paper's slsqp (slow)",
-                                choices=("exact", "slsqp"))
+    # equation 10's weights and solver: the same fields (doc, range, default) as Algorithm 1's settings
+    lambda_l1: float = field_like(PatchSettings, "lambda_l1", 1e-5)
+    lambda_l2: float = field_like(PatchSettings, "lambda_l2", 1e-3)
+    lambda_solver: str = field_like(PatchSettings, "lambda_solver", "exact")
     criterion_split: str = option("auto", "records C is measured on: validation (splits.validation), remaining "
                                           "(a sample of remaining train records), auto = validation when the "
                                           "manifest has one", choices=("auto", "validation", "remaining"))
