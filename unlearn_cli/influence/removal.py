@@ -255,7 +255,7 @@ class _Run:
         if s.eta is not None:
             eta, walk = float(s.eta), {"eta_tried": {}, "eta_position": "given"}
         else:
-            reached = None if p.target is None else (lambda e: self._reaches(first_step(e)))
+            reached = None if p.target is None else (lambda e: self._meets_target(self._forget_stats(first_step(e))))
             eta, walk = choose_eta(lambda e: self._crit(fm.shifted(first_step(e))) - c0, bound, s, reached)
         self._tick("eta_s", t0)
         if eta is None:
@@ -281,22 +281,24 @@ class _Run:
                 "step_norm": 0.0, **self.extra_info}
         return RemovalResult(dict(fm.params), float(smallest[0]), [], info, self.timings)
 
-    def _reaches(self, delta: torch.Tensor) -> bool:
-        """Do the forgotten records' accuracy and mean true-class confidence come down to the target?"""
+    def _forget_stats(self, delta: torch.Tensor) -> dict[str, float]:
+        """The forgotten records' loss, accuracy and mean true-class confidence at theta + delta: one forward pass."""
+        if not self.k:
+            return {"forget_loss": 0.0, "forget_accuracy": 0.0, "forget_confidence": 0.0}
         with torch.no_grad():
-            probs = torch.softmax(self.p.fmodel(self.p.fmodel.shifted(delta), self.x_mk), 1)
-        accuracy = float((probs.argmax(1) == self.y_mk).float().mean())
-        confidence = float(probs.gather(1, self.y_mk[:, None]).mean())
-        return accuracy <= self.p.target[0] and confidence <= self.p.target[1]
+            logits = self.p.fmodel(self.p.fmodel.shifted(delta), self.x_mk)
+            probs = torch.softmax(logits, 1)
+        return {"forget_loss": float(torch.nn.functional.cross_entropy(logits, self.y_mk)),
+                "forget_accuracy": float((probs.argmax(1) == self.y_mk).float().mean()),
+                "forget_confidence": float(probs.gather(1, self.y_mk[:, None]).mean())}
+
+    def _meets_target(self, stats: dict[str, float]) -> bool:
+        """Have the forgotten records' accuracy and mean true-class confidence come down to the target?"""
+        return stats["forget_accuracy"] <= self.p.target[0] and stats["forget_confidence"] <= self.p.target[1]
 
     def _point(self, step: int, delta: torch.Tensor, c0: float, **how: float) -> dict[str, Any]:
-        params = self.p.fmodel.shifted(delta)
-        with torch.no_grad():
-            logits = self.p.fmodel(params, self.x_mk)
-            loss = float(torch.nn.functional.cross_entropy(logits, self.y_mk)) if self.k else 0.0
-            acc = float((logits.argmax(1) == self.y_mk).float().mean()) if self.k else 0.0
-        return {"step": step, **how, "criterion_change": self._crit(params) - c0,
-                "forget_loss": loss, "forget_accuracy": acc, "move": float(delta.norm())}
+        return {"step": step, **how, "criterion_change": self._crit(self.p.fmodel.shifted(delta)) - c0,
+                **self._forget_stats(delta), "move": float(delta.norm())}
 
     def _more_steps(self, delta: torch.Tensor, eta: float, lam1: np.ndarray, c0: float, bound: float,
                     path: list[dict[str, Any]], stop_at_target: bool = True) -> torch.Tensor:
@@ -333,6 +335,6 @@ class _Run:
             path.append(point)
             if alpha * float(newton.norm()) <= s.step_tol * float(delta.norm()):
                 break
-            if stop_at_target and p.target is not None and self._reaches(delta):
+            if stop_at_target and p.target is not None and self._meets_target(point):
                 break
         return delta
