@@ -8,8 +8,9 @@ same commands run once more in a plain process. Tolerances, stated:
   gradients all-reduced): every weight within ``ATOL + RTOL * |w|`` of the
   one-process weight (the order of float additions differs; measured max
   difference 4e-7 after 260 Adam steps);
-* PUMA on the shipped checkpoint (psi, gradients and C split by records; rank 0 writes) and SISA (constituents
-  spread over the ranks, gathered by broadcast): bit-identical.
+* PUMA on the shipped checkpoint (psi, gradients and C split by records; rank 0 writes), also with EK-FAC
+  (its factor sums split by records and all-reduced): within the same tolerance;
+* SISA (constituents spread over the ranks, gathered by broadcast): bit-identical.
 
 Rank 1 runs under an audit hook that fails the job if it creates, writes,
 renames or removes any file under the run's folder. A failure injected on one
@@ -72,6 +73,13 @@ COMMANDS = [
      "--sisa-slices", "2", "--report", "sisa-train.json"],
     ["forget", "sisa.safetensors", "ids.txt", "--method", "sisa", "--out", "sisa.forgot.safetensors",
      "--report", "sisa-forget.json"],
+    # EK-FAC factors: each rank sums its block of the records, then all-reduce
+    ["forget", "shipped.safetensors", "ids.txt", "--method", "puma", "--set", "solver=ekfac", "--data", str(MOONS),
+     "--out", "puma-ekfac.safetensors", "--report", "puma-ekfac.json"],
+    # shadow models: independent jobs over the ranks (shadows 0 and 2 on rank 0, 1 on rank 1)
+    ["attack", "puma.safetensors", "--ids", "ids.txt", "--attack", "shokri", "--set", "shadows=3",
+     "--set", "shadow_epochs=4", "--set", "attack_epochs=20", "--data", str(MOONS), "--original", "shipped.safetensors",
+     "--report", "attack.json"],
     # torchrun only: rank 1 fails just before publishing; every rank must fail and nothing be written.
     {"argv": ["forget", "plain.safetensors", "ids.txt", "--method", "retrain", "--out", "failed.safetensors"],
      "fault": "1:publish"},
@@ -144,6 +152,35 @@ def test_puma_matches_one_process(runs):
     assert one["method"]["eta"] == two["method"]["eta"] and one["method"]["steps"] == two["method"]["steps"]
 
 
+def test_ekfac_factors_split_over_ranks_match_one_process(runs):
+    # K-FAC factor sums and EK-FAC eigenvalue sums are split by records and all-reduced; each record's label
+    # draw is seeded per record, so the ranks sum the same terms as one process, in another order.
+    _close(_tensors(runs["one"] / "puma-ekfac.safetensors"), _tensors(runs["two"] / "puma-ekfac.safetensors"))
+    report = json.loads((runs["two"] / "puma-ekfac.json").read_text())
+    assert report["metrics"]["method"]["solver"] == "ekfac"
+    per_rank = [r["curvature_records"] for r in report["distributed"]["ranks"]]
+    assert per_rank[0] > 0 and per_rank[1] > 0 and abs(per_rank[0] - per_rank[1]) <= 1
+
+
+def test_attack_shadow_models_are_jobs_over_the_ranks_and_match_one_process(runs):
+    # Each shadow is trained whole by one rank, seeded as in one process: bit-identical. The attack model
+    # on their outputs trains data-parallel, so the scores agree up to float rounding.
+    two = json.loads((runs["two"] / "attack.json").read_text())
+    assert [r["jobs"] for r in two["distributed"]["ranks"]] == [2, 1]
+    cached = {folder: sorted((runs[folder] / ".unlearn-cache").rglob("*.safetensors")) for folder in runs}
+    names = {folder: [p.name for p in paths] for folder, paths in cached.items()}
+    assert names["one"] == names["two"] and len(names["two"]) == 4   # 3 shadows + the attack model, by rank 0
+    shadows = [(a, b) for a, b in zip(cached["one"], cached["two"]) if "shadow" in a.name]
+    assert len(shadows) == 3
+    for a, b in shadows:
+        _identical(_tensors(a), _tensors(b))
+    one = json.loads((runs["one"] / "attack.json").read_text())["metrics"]["shokri"]
+    for split in ("forget", "retain", "test"):
+        for key in ("member_rate", "mean_score"):
+            assert abs(one[split][key] - two["metrics"]["shokri"][split][key]) < 1e-5, (split, key)
+    assert abs(one["auc"] - two["metrics"]["shokri"]["auc"]) < 1e-5
+
+
 def test_sisa_is_bit_identical(runs):
     for name in ("sisa", "sisa.forgot"):
         _identical(_tensors(runs["one"] / f"{name}.safetensors"), _tensors(runs["two"] / f"{name}.safetensors"))
@@ -191,7 +228,7 @@ def test_a_failing_rank_fails_forget_before_publishing(runs):
     # every rank failed); no checkpoint, and the ledger holds the same lines as the one-process run's.
     assert not (runs["two"] / "failed.safetensors").exists()
     lines = {folder: (runs[folder] / "unlearn-ledger.jsonl").read_text().splitlines() for folder in runs}
-    assert len(lines["one"]) == len(lines["two"]) == 3
+    assert len(lines["one"]) == len(lines["two"]) == 4   # puma, retrain, sisa, puma (ekfac)
     ours = _our_lines((runs["two"].parent / "two.stderr").read_text())
     assert "unlearn forget: error: another process of this torchrun job failed before publishing; " \
            "nothing was written" in ours

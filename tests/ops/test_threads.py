@@ -78,29 +78,32 @@ def test_a_bad_unlearn_threads_is_one_line_bad_input(text):
 
 def test_pick_threads_sets_torch_from_the_choice(monkeypatch):
     before = torch.get_num_threads()
-    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten())
+    large = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(400, 300))   # 120k parameters
     small = nn.Linear(4, 2)
+    small_conv = nn.Sequential(nn.Conv2d(1, 8, 5), nn.Flatten())
     try:
         monkeypatch.delenv(threads.ENV, raising=False)
         monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # spinning waits: only the free CPUs
         monkeypatch.setattr(threads, "usable_cpus", lambda: 2)
         monkeypatch.setattr(threads, "busy_elsewhere", lambda passive=False: 1.0)
-        pick_threads(conv)
+        pick_threads(large)
         assert torch.get_num_threads() == 1          # the other core is taken
         monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # passive waits: sharing a CPU with one job pays
-        pick_threads(conv)
+        pick_threads(large)
         assert torch.get_num_threads() == min(2, loop._DEFAULT_THREADS)  # torch's default at most
         monkeypatch.setattr(threads, "busy_elsewhere", lambda passive=False: 0.0)
-        pick_threads(conv)
+        pick_threads(large)
         assert torch.get_num_threads() == min(2, loop._DEFAULT_THREADS)
         pick_threads(small)
-        assert torch.get_num_threads() == 1          # small dense model: one thread whatever is free
+        assert torch.get_num_threads() == 1          # small model: one thread whatever is free
+        pick_threads(small_conv)
+        assert torch.get_num_threads() == 1          # convolutional or not
         monkeypatch.setenv(threads.ENV, "2")
         pick_threads(small)
         assert torch.get_num_threads() == 2          # the override wins
         monkeypatch.setenv(threads.ENV, "lots")
         with pytest.raises(BadInput):
-            pick_threads(conv)
+            pick_threads(large)
     finally:
         torch.set_num_threads(before)
 

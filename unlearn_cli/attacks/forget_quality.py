@@ -40,7 +40,7 @@ from unlearn_cli.attacks.lira import _pooled_std
 from unlearn_cli.attacks.metrics import forgetting_quality
 from unlearn_cli.attacks.settings import ForgetQualitySettings
 from unlearn_cli.ops.digests import derive_seed
-from unlearn_cli.attacks.shadow import fit_cached, model_meta
+from unlearn_cli.attacks.shadow import FitJob, fit_many, model_meta
 from unlearn_cli.attacks.signals import logit_confidence, model_logits
 
 
@@ -106,12 +106,13 @@ class ForgetQualityAttack(Attack):
         cfg = as_dict(config)
         scored_rows = np.concatenate([splits.forget, splits.test])
         u_phi, r_phi = [], []
+        seeds = [derive_seed(env.seed, "forget-quality", i) for i in range(k)]
+        jobs = [FitJob(role, {"index": i}, rows, with_seed(recipe, seeds[i])) for i in range(k)
+                for role, rows in (("fq-original", train), ("fq-retrained", splits.remaining))]
+        models = fit_many(env.cache, jobs, env.dataset, arch)
         for i in range(k):
-            seed_i = derive_seed(env.seed, "forget-quality", i)
-            recipe_i = with_seed(recipe, seed_i)
-            original = fit_cached(env.cache, "fq-original", {"index": i}, env.dataset, train, arch, recipe_i)
-            retrained = fit_cached(env.cache, "fq-retrained", {"index": i}, env.dataset, splits.remaining,
-                                   arch, recipe_i)
+            seed_i = seeds[i]
+            original, retrained = models[2 * i], models[2 * i + 1]
 
             def unlearn(original: Any = original, seed_i: int = seed_i) -> tuple[dict, dict]:
                 request = Request(checkpoint=original, dataset=env.dataset, forget_rows=splits.forget,

@@ -47,7 +47,7 @@ import numpy as np
 from unlearn_cli.attacks.base import Attack, Scored
 from unlearn_cli.attacks.settings import LiraSettings
 from unlearn_cli.ops.digests import derive_seed
-from unlearn_cli.attacks.shadow import fit_cached
+from unlearn_cli.attacks.shadow import FitJob, fit_many
 from unlearn_cli.attacks.signals import logit_confidence, model_logits
 
 #: Floor on fitted standard deviations: a record every reference agrees on
@@ -118,10 +118,9 @@ class LiraAttack(Attack):
         env.cache.expect(k)
         phi = np.empty((k, len(population)))
         labels = env.dataset.y[population]
-        for i in range(k):
-            ref = fit_cached(env.cache, "lira-reference", {"references": k, "index": i}, env.dataset,
-                             population[keep[i]], env.checkpoint.arch,
-                             with_seed(recipe, derive_seed(env.seed, "lira-reference", i)))
+        jobs = [FitJob("lira-reference", {"references": k, "index": i}, population[keep[i]],
+                       with_seed(recipe, derive_seed(env.seed, "lira-reference", i))) for i in range(k)]
+        for i, ref in enumerate(fit_many(env.cache, jobs, env.dataset, env.checkpoint.arch)):
             logits = model_logits(ref.build_model(env.device), env.dataset, population, env.device)
             phi[i] = logit_confidence(logits, labels)
         self.population, self.keep = population, keep

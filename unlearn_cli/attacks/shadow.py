@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from unlearn_cli.errors import BadInput
+from unlearn_cli.ops import dist
 from unlearn_cli.ops.progress import Progress
 
 #: Bump when anything that shapes a cached model changes meaning.
@@ -123,8 +124,10 @@ class ModelCache:
         self._count(role, "trained")
         path = self.path(role, key)
         _check_finite(state)  # a diverged model is an error, not a cache problem
+        written = True
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            if dist.is_main():  # under torchrun rank 0 alone writes; the others read its file below
+                self.directory.mkdir(parents=True, exist_ok=True)
             save_checkpoint(path, state, meta)
         except (OSError, BadInput) as exc:
             # A cache is a saving, not a result: the model trained fine, the next run retrains it.
@@ -133,6 +136,9 @@ class ModelCache:
                           f"({getattr(exc, 'strerror', None) or exc}); models are kept in memory and "
                           "retrained next time (pass --cache-dir to keep them)")
             self.unwritable = True
+            written = False
+        # Every rank takes the same branch: the file once rank 0 has written it, else the model in memory.
+        if not dist.everyone(written):
             return _in_memory(state, meta)
         return load_checkpoint(path)
 
@@ -169,19 +175,63 @@ def model_meta(arch: dict[str, Any], recipe: Any, dataset: Any, extra: dict[str,
     }
 
 
+def _full_material(material: dict[str, Any], dataset: Any, rows: np.ndarray, arch: dict[str, Any],
+                   recipe: Any) -> dict[str, Any]:
+    # The rows' digest makes the key cover exactly what the model saw (row
+    # numbers, not record IDs, so nothing identifying is stored).
+    return {"arch": arch, "recipe": recipe.to_dict(), **data_identity(dataset),
+            "rows_sha256": hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes()).hexdigest(), **material}
+
+
 def fit_cached(cache: ModelCache, role: str, material: dict[str, Any], dataset: Any, rows: np.ndarray,
                arch: dict[str, Any], recipe: Any, extra_meta: dict[str, Any] | None = None):
     """Train ``arch`` with ``recipe`` on ``rows`` (the one training loop), or reuse the cached one."""
     from unlearn_cli.training.fit import fit
 
     rows = np.asarray(rows, dtype=np.int64)
-    # The rows' digest makes the key cover exactly what the model saw (row
-    # numbers, not record IDs, so nothing identifying is stored).
-    full = {"arch": arch, "recipe": recipe.to_dict(), **data_identity(dataset),
-            "rows_sha256": hashlib.sha256(rows.tobytes()).hexdigest(), **material}
 
     def make() -> tuple[dict[str, Any], dict[str, Any]]:
         model, _ = fit(dataset, rows, arch, recipe, device=cache.device, progress=cache.progress)
         return model.state_dict(), model_meta(arch, recipe, dataset, extra_meta)
 
-    return cache.get_or_make(role, full, make)
+    return cache.get_or_make(role, _full_material(material, dataset, rows, arch, recipe), make)
+
+
+@dataclass
+class FitJob:
+    """One model an attack needs: ``fit_cached``'s arguments."""
+
+    role: str
+    material: dict[str, Any]
+    rows: np.ndarray
+    recipe: Any
+
+
+def fit_many(cache: ModelCache, jobs: list[FitJob], dataset: Any, arch: dict[str, Any]) -> list[Any]:
+    """``fit_cached`` for every job, in order. Under torchrun the models not in the cache are independent
+    jobs spread over the ranks (``training.parallel.spread``: each trained whole by one rank, seeded as in
+    one process, so bit-identical to it), then stored by rank 0; in one process this is a plain loop."""
+    from unlearn_cli.training.fit import fit
+    from unlearn_cli.training.parallel import spread
+
+    if dist.active():
+        missing = [i for i, job in enumerate(jobs) if cache.lookup(
+            job.role, cache.key(job.role, _full_material(job.material, dataset, job.rows, arch, job.recipe))) is None]
+        if missing:
+            def run(i: int) -> list[dict[str, Any]]:
+                model, _ = fit(dataset, np.asarray(jobs[i].rows, dtype=np.int64), arch, jobs[i].recipe,
+                               device=cache.device, progress=cache.progress)
+                return [{k: v.detach().to("cpu") for k, v in model.state_dict().items()}]
+
+            trained = spread(missing, run, lambda i: 1, arch)
+            out = []
+            for i, job in enumerate(jobs):
+                full = _full_material(job.material, dataset, job.rows, arch, job.recipe)
+                if i in trained:
+                    state = trained[i][0]
+                    out.append(cache.get_or_make(job.role, full, lambda state=state, job=job: (
+                        state, model_meta(arch, job.recipe, dataset))))
+                else:   # in the cache already (trained data-parallel here should it have gone since)
+                    out.append(fit_cached(cache, job.role, job.material, dataset, job.rows, arch, job.recipe))
+            return out
+    return [fit_cached(cache, job.role, job.material, dataset, job.rows, arch, job.recipe) for job in jobs]

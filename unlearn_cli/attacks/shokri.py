@@ -26,7 +26,7 @@ import numpy as np
 from unlearn_cli.attacks.base import Attack, Env, Scored
 from unlearn_cli.attacks.settings import ShokriSettings
 from unlearn_cli.ops.digests import derive_seed
-from unlearn_cli.attacks.shadow import fit_cached, model_meta
+from unlearn_cli.attacks.shadow import FitJob, fit_many, model_meta
 from unlearn_cli.attacks.signals import model_logits, shokri_features
 
 #: Hidden widths of the attack classifier: PUMA appendix A (after Graves et al.).
@@ -70,10 +70,11 @@ class ShokriAttack(Attack):
         recipe = replace(Recipe.from_dict(env.checkpoint.training), epochs=s.shadow_epochs)
         env.cache.expect(s.shadows + 1)
         feats, labels, keys = [], [], []
-        for i in range(s.shadows):
-            members, nonmembers = self.shadow_rows(i)
-            shadow = fit_cached(env.cache, "shokri-shadow", {"index": i}, env.dataset, members, arch,
-                                with_seed(recipe, derive_seed(env.seed, "shokri-shadow", i)))
+        halves = [self.shadow_rows(i) for i in range(s.shadows)]
+        jobs = [FitJob("shokri-shadow", {"index": i}, members,
+                       with_seed(recipe, derive_seed(env.seed, "shokri-shadow", i)))
+                for i, (members, _) in enumerate(halves)]
+        for shadow, (members, nonmembers) in zip(fit_many(env.cache, jobs, env.dataset, arch), halves):
             keys.append(shadow.meta["cache"]["key"])
             model = shadow.build_model(env.device)
             for rows, label in ((members, 1), (nonmembers, 0)):

@@ -7,6 +7,7 @@ everything downstream (training, marking, forgetting, attacks) reads it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ class Dataset:
     raw: dict
     # Built on first index_of() call: most commands never look IDs up.
     _index: dict[str, int] | None = field(default=None, init=False, repr=False)
+    # train_id_digest() memo, keyed by a hash of the train mask (the mask may be replaced or edited).
+    _train_digest: tuple[bytes, str] | None = field(default=None, init=False, repr=False)
 
     @property
     def n(self) -> int:
@@ -95,7 +98,10 @@ class Dataset:
         IDs are unique within a data set (the manifest loader checks), so this is
         :func:`~unlearn_cli.data.ids.id_set_digest` of the train IDs.
         """
-        return id_set_digest(self.train_ids)
+        mask_key = hashlib.blake2b(np.ascontiguousarray(self.train, dtype=bool).tobytes(), digest_size=16).digest()
+        if self._train_digest is None or self._train_digest[0] != mask_key:
+            self._train_digest = (mask_key, id_set_digest(self.train_ids))
+        return self._train_digest[1]
 
     def subset_train(self, keep: np.ndarray) -> Dataset:
         """Copy whose train mask is restricted to the rows in ``keep``.

@@ -10,6 +10,7 @@ Kronecker factors (``solvers/kfac.py``).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -98,17 +99,22 @@ def _pseudo_losses(z: torch.Tensor) -> list[torch.Tensor]:
     return [(sq[:, c] * centred[:, c]).sum() for c in range(z.shape[1])]
 
 
-def _sampled_losses(z: torch.Tensor, samples: int, gen: torch.Generator) -> list[torch.Tensor]:
+def _sampled_losses(z: torch.Tensor, uniforms: torch.Tensor) -> list[torch.Tensor]:
     """Cross-entropy against labels drawn from the model's own p, scaled by 1/sqrt(S).
 
     E[g g^T] over the drawn label is the same GGN the pseudo-losses give exactly,
     at S backward passes per batch instead of one per class (the usual K-FAC
     estimator; with thousands of records the factors barely notice the noise).
+    ``uniforms`` (records x S, in [0, 1)) pick the labels by inverse CDF, so each
+    record's draw is fixed by its own numbers, whichever chunk or rank it lands in.
     """
     p = torch.softmax(z, 1).detach()
+    cdf = p.cumsum(1)
     out = []
-    for _ in range(samples):
-        drawn = torch.multinomial(p.cpu(), 1, generator=gen).squeeze(1).to(z.device)
+    samples = uniforms.shape[1]
+    for s in range(samples):
+        u = uniforms[:, s: s + 1].to(device=z.device, dtype=cdf.dtype)
+        drawn = (cdf[:, :-1] <= u * cdf[:, -1:]).sum(1)
         out.append(F.cross_entropy(z, drawn, reduction="sum") / samples**0.5)
     return out
 
@@ -120,6 +126,7 @@ class LayerTaps:
     def __init__(self, fmodel: FunctionalModel, fisher_samples: int = 0, seed: int = 0):
         self.fmodel = fmodel
         self.fisher_samples = fisher_samples
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.layers = self._find_layers(fmodel)
 
@@ -161,12 +168,20 @@ class LayerTaps:
             for h in handles:
                 h.remove()
 
-    def class_grads(self, xb: torch.Tensor):
-        """Yield per-layer output gradients of each pseudo-loss for a batch."""
+    def uniforms(self, n: int, stage: int) -> torch.Tensor:
+        """The label draws of ``n`` records for one pass (``stage``): seeded, the same on every rank."""
+        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, stage]).generate_state(1)[0]))
+        return torch.rand(n, max(self.fisher_samples, 1), generator=gen, dtype=torch.float64)
+
+    def class_grads(self, xb: torch.Tensor, uniforms: torch.Tensor | None = None):
+        """Yield per-layer output gradients of each pseudo-loss for a batch (``uniforms``: its records' label
+        draws when fisher_samples > 0; drawn from the taps' generator when not given)."""
         z = self.forward(xb)
         outputs = [layer.output for layer in self.layers]
         samples = self.fisher_samples
-        losses = _sampled_losses(z, samples, self.generator) if samples else _pseudo_losses(z)
+        if samples and uniforms is None:
+            uniforms = torch.rand(len(xb), samples, generator=self.generator, dtype=torch.float64)
+        losses = _sampled_losses(z, uniforms) if samples else _pseudo_losses(z)
         for i, loss in enumerate(losses):
             grads = torch.autograd.grad(loss, outputs, retain_graph=i < len(losses) - 1)
             yield grads

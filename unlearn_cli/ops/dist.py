@@ -48,7 +48,7 @@ DEFAULT_TIMEOUT_S = 1800.0
 
 _state = {"started": False, "local": 0, "reduce_s": 0.0, "reduce_calls": 0}
 #: What each rank did, for the report's ``distributed`` entry (``summary``): rows and jobs per kind of work.
-WORK_KINDS = ("train_records", "predict_records", "jobs")
+WORK_KINDS = ("train_records", "predict_records", "curvature_records", "jobs")
 _work = dict.fromkeys(WORK_KINDS, 0)
 
 

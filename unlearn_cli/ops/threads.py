@@ -21,11 +21,12 @@ With spinning waits a thread too many on a busy core costs a multiple of the
 run (5-25x measured), so the pessimistic signal is taken. With passive waits
 (the ``unlearn`` command's default) a thread on a shared core only sleeps
 while it waits and earns its fair share of the CPU, so extra threads pay until
-the machine is oversubscribed: beside one competitor 2 passive threads beat 1
-(7.1 s against 10.4 s), under a load of 15 one thread beat 2 (1.2-1.6x).
-Small dense models (``small=True``: no convolution, < 100k parameters)
-get one thread whatever is free: splitting a 64x32 matmul costs more than it
-saves.
+the machine is oversubscribed. Small models (``small=True``: < 100k
+parameters, convolutional or not) get one thread whatever is free: splitting
+a 64x32 matmul or an 8-channel convolution costs more than it saves (the
+mnist-5k cnn, 12k parameters, retrained in 4.7-5.4 s on one thread against
+6.2-7.3 s on two passive ones, quiet, and 4.8-5.4 s against 8.4-9.1 s beside
+one busy process).
 
 ``UNLEARN_THREADS`` overrides the choice: ``auto`` (the default; empty is the
 same) or a whole number 1..1024, used as is. Anything else is refused with a

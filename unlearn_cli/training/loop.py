@@ -104,16 +104,18 @@ _DEFAULT_THREADS = torch.get_num_threads()
 def pick_threads(model: nn.Module) -> None:
     """Set torch's intra-op threads for training or an influence pass over ``model`` (``ops.threads``).
 
-    Small dense models get one thread: splitting a 64x32 matmul across cores costs more than it saves
-    (the breast-cancer MLP trained in 1.7-2.7 s with one thread, 7-9.5 s with two under load).
-    Convolutional or large models get the CPUs that are free now, at most torch's default, so a
-    competing process does not make the worker threads wait on a taken core. ``UNLEARN_THREADS``
-    (``auto`` or a count) overrides the choice; a bad value is a one-line BadInput.
+    Small models (under 100k parameters, convolutional or not) get one thread: splitting their small
+    matmuls and convolutions across cores costs more than it saves (the breast-cancer MLP trained in
+    1.7-2.7 s with one thread, 7-9.5 s with two under load; the 12k-parameter mnist-5k cnn retrained in
+    4.7-5.4 s with one thread against 6.2-7.3 s with two passive ones on a quiet machine, and in
+    4.8-5.4 s against 8.4-9.1 s beside a competing busy process). Larger models get the CPUs that are
+    free now, at most torch's default, so a competing process does not make the worker threads wait on
+    a taken core. ``UNLEARN_THREADS`` (``auto`` or a count) overrides the choice; a bad value is a
+    one-line BadInput.
     """
     from unlearn_cli.ops.threads import thread_count
 
-    has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
-    small = not has_conv and sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
+    small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
     # Set on every call, so a small model trained first in a process (tests, the Python API) does
     # not leave a convolutional one single-threaded.
     torch.set_num_threads(thread_count(small=small, ceiling=_DEFAULT_THREADS))

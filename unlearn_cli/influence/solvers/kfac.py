@@ -21,9 +21,32 @@ from unlearn_cli.errors import BadInput
 from unlearn_cli.influence.layers import Layer, LayerTaps
 from unlearn_cli.influence.scores import FunctionalModel, chunks
 from unlearn_cli.influence.solvers.base import CurvatureSettings, Solver
+from unlearn_cli.ops import dist
 from unlearn_cli.ops.progress import Counter, Progress
 
 BATCH = 512
+
+
+def _split(n: int) -> bool:
+    """Whether the ranks share the sums over ``n`` records (each has at least one), or each sums them all."""
+    return dist.active() and n >= dist.world()
+
+
+def _my_block(n: int) -> tuple[int, int]:
+    """This rank's contiguous block of ``n`` records (all of them in a plain process)."""
+    if not _split(n):
+        return 0, n
+    bounds = dist.shard_bounds(n)
+    return bounds[dist.rank()], bounds[dist.rank() + 1]
+
+
+def _all_reduce_sums(n: int, layers: list[Layer], bn_fields: tuple[str, ...], fields: tuple[str, ...]) -> None:
+    """Sum the layers' partial factor sums over the ranks, in place (when ``_split(n)``)."""
+    if not _split(n):
+        return
+    for layer in layers:
+        for name in (bn_fields if layer.kind == "bn" else fields):
+            setattr(layer, name, dist.all_reduce_sum(getattr(layer, name).contiguous()))
 
 
 class KFACSolver(Solver):
@@ -54,10 +77,15 @@ class KFACSolver(Solver):
         n = len(x)
         for layer in self.layers:
             layer.A = layer.G = layer.D = None
-        tick = Counter(progress, "curvature: K-FAC factors", n)
-        for sl in chunks(n, BATCH):
-            xb = x[sl]
-            for grads in self.taps.class_grads(xb):
+        # Under torchrun each rank sums its contiguous block of the records; the sums are all-reduced. Each
+        # record's label draw is its own (seeded per record), so the split does not change what is summed.
+        lo, hi = _my_block(n)
+        dist.count("curvature_records", hi - lo)
+        draws = self.taps.uniforms(n, stage=0)[lo:hi]
+        tick = Counter(progress, "curvature: K-FAC factors", hi - lo)
+        for sl in chunks(hi - lo, BATCH):
+            xb = x[lo + sl.start: lo + sl.stop]
+            for grads in self.taps.class_grads(xb, draws[sl]):
                 for layer, g in zip(self.layers, grads):
                     if layer.kind == "bn":
                         d = (layer.bn_grads(g) ** 2).sum(0)
@@ -71,6 +99,7 @@ class KFACSolver(Solver):
                     A = layer.a_factor_sum()                     # (in', in')
                     layer.A = A if layer.A is None else layer.A + A
             tick(len(xb))
+        _all_reduce_sums(n, self.layers, ("D",), ("A", "G"))
         for layer in self.layers:
             if layer.kind == "bn":
                 layer.D = layer.D / n
@@ -84,19 +113,24 @@ class KFACSolver(Solver):
             # The eigenvalue fit needs fewer records than the factors: a seeded subset.
             k = self.settings.ekfac_sample
             if 0 < k < n:
-                idx = torch.randperm(n, generator=self.taps.generator)[:k].sort().values.to(x.device)
+                gen = torch.Generator().manual_seed(self.settings.seed)   # the same subset on every rank
+                idx = torch.randperm(n, generator=gen)[:k].sort().values.to(x.device)
                 x = x[idx]
             self._correct_eigenvalues(x, progress)
+        if dist.active():   # one set of factors for every rank, bit for bit (eigh may differ across machines)
+            self._load(dist.broadcast_state(self.state()))
 
     def _correct_eigenvalues(self, x: torch.Tensor, progress: Progress | None = None) -> None:
         """EK-FAC: eigenvalues = mean squared per-record gradient in the Kronecker eigenbasis."""
         n = len(x)
         sums = {id(layer): None for layer in self.layers if layer.kind != "bn"}
-        tick = Counter(progress, "curvature: EK-FAC eigenvalues", n)
-        for sl in chunks(n, BATCH):
-            xb = x[sl]
+        lo, hi = _my_block(n)
+        draws = self.taps.uniforms(n, stage=1)[lo:hi]
+        tick = Counter(progress, "curvature: EK-FAC eigenvalues", hi - lo)
+        for sl in chunks(hi - lo, BATCH):
+            xb = x[lo + sl.start: lo + sl.stop]
             acts = None
-            for grads in self.taps.class_grads(xb):
+            for grads in self.taps.class_grads(xb, draws[sl]):
                 if acts is None:
                     acts = {id(l): l.eigen_activations() for l in self.layers if l.kind != "bn"}
                 for layer, g in zip(self.layers, grads):
@@ -109,7 +143,11 @@ class KFACSolver(Solver):
             tick(len(xb))
         for layer in self.layers:
             if layer.kind != "bn":
-                layer.L = sums[id(layer)] / n
+                layer.L = sums[id(layer)]
+        _all_reduce_sums(n, self.layers, (), ("L",))
+        for layer in self.layers:
+            if layer.kind != "bn":
+                layer.L = layer.L / n
 
     # -- applying ------------------------------------------------------------
     def _as_matrix(self, layer: Layer, v: torch.Tensor) -> torch.Tensor:
