@@ -14,6 +14,14 @@ the three markings):
 
 A PUMA run that exits 3 (refusal) is a miss; its one-line reason is recorded.
 
+How tight those targets are is measured in the same run: every marking is also
+retrained with two other seeds (`--seed 101`, `--seed 102`) and those exact
+unlearnings are judged by the same targets against the reference retrain. A
+second judgement compares PUMA with retraining's spread: test accuracy >= the
+lowest of the three retrains' - 0.01, forget accuracy and confidence <= the
+highest + 0.05. PUMA with the paper's removal loss (`--set
+removal_loss=cross-entropy`) runs beside the defaults.
+
 With --tradeoff, also sweep removal strength on a few sets (one marking, rank
 0): PUMA over eta (delta and removal_margin opened so nothing is refused, so the
 whole path shows), SalUn over epochs, NegGrad+ over alpha, and retrain as a
@@ -59,6 +67,8 @@ FORGET_SLACK = 0.05    # PUMA forget accuracy and confidence <= retrain's + 0.05
 PUMA_ETAS = [0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000, 3000]
 SALUN_EPOCHS = [1, 2, 5, 10]
 NEGGRAD_ALPHAS = [0.99, 0.97, 0.95, 0.9]
+RETRAIN_SEEDS = (101, 102)   # retrains beside the reference (the recorded seed): the targets' own noise
+PAPER_LOSS = ["removal_loss=cross-entropy"]
 
 
 def unlearn(*args: str) -> tuple[int, dict | None, str]:
@@ -95,19 +105,23 @@ def prepare(name: str, work: Path) -> Path:
     return folder
 
 
+MARK_SEED = [0]   # k-means seed of the markings (--mark-seed); 0 is the table's
+
+
 def mark(folder: Path, pick: int) -> tuple[Path, np.ndarray]:
     ids = folder / f"ids-{pick}.txt"
     unlearn("mark", str(folder / "manifest.yaml"), "--strategy", "cluster", "--pick", str(pick),
-            "--out", str(ids), "--force")
+            "--seed", str(MARK_SEED[0]), "--out", str(ids), "--force")
     dataset = dataset_for(load_checkpoint(folder / "model.safetensors"), None)
     return ids, dataset.index_of(read_ids(ids).ids)
 
 
-def run_method(folder: Path, ids: Path, rows: np.ndarray, method: str, sets: list[str], tag: str) -> dict:
+def run_method(folder: Path, ids: Path, rows: np.ndarray, method: str, sets: list[str], tag: str,
+               extra: tuple[str, ...] = ()) -> dict:
     target = folder / f"{tag}.safetensors"
     if target.exists():
         target.unlink()
-    flags = [a for s in sets for a in ("--set", s)]
+    flags = [a for s in sets for a in ("--set", s)] + list(extra)
     t0 = time.time()
     rc, rep, err = unlearn("forget", str(folder / "model.safetensors"), str(ids), "--method", method,
                            "--out", str(target), "--force", *flags)
@@ -134,6 +148,16 @@ def judge(p: dict, r: dict) -> dict:
     rem = (p["forget_accuracy"] <= r["forget_accuracy"] + FORGET_SLACK + 1e-9
            and p["forget_confidence"] <= r["forget_confidence"] + FORGET_SLACK + 1e-9)
     return {"preserved": pres, "removed": rem, "met": pres and rem}
+
+
+def judge_band(p: dict, refs: list[dict]) -> bool:
+    """Is ``p`` within retraining's spread: test >= the lowest retrain's - 0.01, forget acc and conf <= the
+    highest + 0.05 (``refs``: the reference retrain and the other seeds')."""
+    if p["exit"] != 0:
+        return False
+    return (p["test_accuracy"] >= min(r["test_accuracy"] for r in refs) - TEST_SLACK - 1e-9
+            and p["forget_accuracy"] <= max(r["forget_accuracy"] for r in refs) + FORGET_SLACK + 1e-9
+            and p["forget_confidence"] <= max(r["forget_confidence"] for r in refs) + FORGET_SLACK + 1e-9)
 
 
 def original_test(name: str) -> float | None:
@@ -180,10 +204,14 @@ def explain(p: dict, r: dict, j: dict, name: str | None = None) -> str:
         binding = bool(nxt) and nxt[0][1] > m["allowed_worsening"]
         losses = [s["forget_loss"] for s in path]
         vanish = bool(losses) and max(losses) < 0.05
-        why = ("forget gradients vanish: the forget loss stays near 0 along the whole path (the records are fit "
-               "with confidence ~1, so their gradient, which sets the step, is ~0 and even the largest eta moves "
-               "nothing)" if vanish else
-               "preservation bound binding (the next eta breaks delta)" if binding else
+        paper_loss = "removal_loss=cross-entropy" in p.get("settings", "")
+        why = ("preservation bound binding (the next eta breaks delta)"
+               + ("; the records stay fit (forget loss < 0.05 along the whole path)" if vanish else "")
+               if binding else
+               "forget gradients vanish: the forget loss stays near 0 along the whole path (the records are fit "
+               "with confidence ~1, so their cross-entropy gradient, which sets the step, is ~0 and even the "
+               "largest eta moves nothing)" if vanish and paper_loss else
+               "the forget loss stays near 0 along the whole path" if vanish else
                "eta at the top of the grid yet removal stalls" if "top" in str(m["eta_position"]) else
                "removal stalls below the bound")
         parts.append(f"removal target missed ({'; '.join(which)}): {why}; {bound}; "
@@ -208,11 +236,18 @@ def run_main(datasets: list[str], picks: list[int], work: Path, save) -> dict:
             acc0, conf0 = scores(folder / "model.safetensors", rows)
             r = run_method(folder, ids, rows, "retrain", [], "retrain")
             p = run_method(folder, ids, rows, "puma", [], "puma")
+            paper = run_method(folder, ids, rows, "puma", PAPER_LOSS, "puma-paper")
+            seeds = [run_method(folder, ids, rows, "retrain", [], f"retrain-{s}", ("--seed", str(s)))
+                     for s in RETRAIN_SEEDS]
+            refs = [r, *seeds]
             j = judge(p, r)
             runs.append({"pick": pick, "forgotten": len(rows),
                          "original": {"forget_accuracy": acc0, "forget_confidence": conf0},
                          "retrain": r, "puma": p, **j,
-                         "miss": None if j["met"] else explain(p, r, j)})
+                         "miss": None if j["met"] else explain(p, r, j),
+                         "band_met": judge_band(p, refs),
+                         "puma_paper_loss": {**paper, **judge(paper, r), "band_met": judge_band(paper, refs)},
+                         "retrain_seeds": [{**x, "seed": sd, **judge(x, r)} for sd, x in zip(RETRAIN_SEEDS, seeds)]})
             print(f"{name} pick {pick}: n={len(rows)} retrain test {r['test_accuracy']:.3f} "
                   f"puma exit {p['exit']} met={j['met']}", flush=True)
         met = [x["met"] for x in runs]
@@ -262,8 +297,8 @@ def render_main(res: dict) -> str:
     n_met = sum(1 for s in sets.values() if s["met"])
     lines = ["# PUMA at defaults on the paper's cluster removal, all shipped sets, beside retrain", "",
              f"Command: `{res['command']}`  ", f"Machine: {res['machine']}  ", f"Runtime: {res.get('runtime_s', '?')} s", "",
-             "Markings: `unlearn mark MANIFEST --strategy cluster --pick R` for R = 0, 1, 2 (k-means, 8 clusters per "
-             "class, seed 0; R = 0 is the paper's smallest cluster of each class, 1 and 2 the next by size).  ",
+             f"Markings: `unlearn mark MANIFEST --strategy cluster --pick R --seed {res.get('mark_seed', 0)}` for R = 0, 1, 2 "
+             f"(k-means, 8 clusters per class, seed {res.get('mark_seed', 0)}; R = 0 is the paper's smallest cluster of each class, 1 and 2 the next by size).  ",
              "Targets (issue #11, decision 3): PUMA test accuracy >= retrain's - 0.01; PUMA forget-set accuracy AND "
              "mean true-class confidence <= retrain's + 0.05. Values are mean +- std (population) over the three "
              "markings; a refused PUMA run (exit 3) counts as a miss and is left out of PUMA's means (n/3 shown).", "",
@@ -304,6 +339,7 @@ def render_main(res: dict) -> str:
             yn = lambda b: "yes" if b else "NO"  # noqa: E731
             lines.append(f"| {name} | {r['pick']} | {r['forgotten']} | {t['test_accuracy']:.3f} / {t['forget_accuracy']:.3f} / "
                          f"{t['forget_confidence']:.3f} | {pv} | {eta} | {st} | {yn(r['preserved'])} | {yn(r['removed'])} | {yn(r['met'])} |")
+    lines += spread_table(sets)
     misses = [(n, r) for n, s in sets.items() for r in s["runs"] if not r["met"]]
     lines += ["", "## Misses, from each run's own path / eta / removal numbers", ""]
     if not misses:
@@ -314,6 +350,42 @@ def render_main(res: dict) -> str:
     if notes:
         lines += ["", "## Reading", "", notes.strip()]
     return "\n".join(lines) + "\n"
+
+
+def spread_table(sets: dict) -> list[str]:
+    """The targets against retraining's own seed-to-seed spread (markings met per set, by whom)."""
+    runs = [r for s in sets.values() for r in s["runs"]]
+    if not runs or "retrain_seeds" not in runs[0]:
+        return []
+
+    def count(name: str, key) -> str:
+        rs = sets[name]["runs"]
+        return f"{sum(bool(key(r)) for r in rs)}/{len(rs)}"
+
+    cols = [("PUMA defaults", lambda r: r["met"]),
+            ("PUMA, paper's loss", lambda r: r["puma_paper_loss"]["met"])]
+    cols += [(f"retrain --seed {sd}", (lambda i: lambda r: r["retrain_seeds"][i]["met"])(i))
+             for i, sd in enumerate(RETRAIN_SEEDS)]
+    cols += [("PUMA defaults, within retrain spread", lambda r: r["band_met"]),
+             ("PUMA paper's loss, within retrain spread", lambda r: r["puma_paper_loss"]["band_met"])]
+    lines = ["", "## The targets against retraining's own spread", "",
+             "Markings meeting both targets against the reference retrain (its recorded seed), per set; "
+             "`retrain --seed S` is exact unlearning with another seed, judged by the same targets; 'within "
+             "retrain spread' judges PUMA against the lowest test accuracy and highest forget accuracy and "
+             "confidence of the three retrains (same slacks). A refusal counts as a miss.", "",
+             "| set | " + " | ".join(c for c, _ in cols) + " |", "|---|" + "---|" * len(cols)]
+    for name in sets:
+        lines.append(f"| {name} | " + " | ".join(count(name, k) for _, k in cols) + " |")
+    totals = []
+    for _, k in cols:
+        marks = sum(bool(k(r)) for r in runs)
+        whole = sum(all(bool(k(r)) for r in s["runs"]) for s in sets.values())
+        totals.append(f"{marks}/{len(runs)} ({whole} sets)")
+    lines.append("| **all** | " + " | ".join(totals) + " |")
+    refused = sum(r["puma"]["exit"] != 0 for r in runs)
+    refused_paper = sum(r["puma_paper_loss"]["exit"] != 0 for r in runs)
+    lines += ["", f"Refusals (exit 3): PUMA defaults {refused}/{len(runs)}, paper's loss {refused_paper}/{len(runs)}."]
+    return lines
 
 
 def render_tradeoff(res: dict) -> str:
@@ -390,7 +462,10 @@ def main() -> None:
     parser.add_argument("--tradeoff-datasets", nargs="+", default=["moons", "german-credit", "mnist-5k"])
     parser.add_argument("--render", action="store_true", help="only re-render .md/.png from existing .json")
     parser.add_argument("--notes", type=Path, help="markdown file appended to the main table as 'Reading'")
+    parser.add_argument("--mark-seed", type=int, default=0,
+                        help="k-means seed of the markings (unlearn mark --seed): another seed gives held-out markings")
     args = parser.parse_args()
+    MARK_SEED[0] = args.mark_seed
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = "puma_tradeoff" if args.tradeoff else args.name
     if args.tradeoff and args.name != "puma_clusters":
@@ -413,7 +488,7 @@ def main() -> None:
     res = {"command": env + "nice .venv/bin/python " + shlex.join([str(Path(__file__).relative_to(REPO)), *sys.argv[1:]]),
            "machine": f"{platform.platform()}, {os.cpu_count()} CPUs (shared), python {platform.python_version()}, "
                       f"torch {torch.__version__}",
-           "datasets": {}}
+           "datasets": {}, "mark_seed": args.mark_seed}
     t0 = time.time()
 
     def save(partial: dict) -> None:

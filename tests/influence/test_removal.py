@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from unlearn_cli.data.manifest import load_manifest
-from unlearn_cli.influence.removal import choose_eta
+from unlearn_cli.influence.eta_walk import choose_eta
 from unlearn_cli.methods.base import Request
 from unlearn_cli.methods.puma import Puma
 from unlearn_cli.models.checkpoint import Checkpoint
@@ -69,7 +69,8 @@ def _puma(dataset, ckpt, forget, **options) -> torch.Tensor:
     retain = np.setdiff1d(dataset.train_indices(), forget)
     config = parse_options(Puma.Config, {"solver": "exact", "damping": "0", "reweight": "false", "eta": "1",
                                          "delta": "1000", "delta_mode": "absolute", "reweight_sample": "0",
-                                         "check_sample": "0", "cache": "false", **options}, owner="method 'puma'")
+                                         "check_sample": "0", "cache": "false", "removal_loss": "cross-entropy",
+                                         **options}, owner="method 'puma'")
     outcome = Puma().forget(Request(ckpt, dataset, forget, retain, "cpu", 0), config)
     return torch.cat([outcome.state[k].reshape(-1) for k in ckpt.state]).double()
 
@@ -129,3 +130,47 @@ def test_the_retrain_estimate_is_the_vote_of_the_nearest_remaining_records():
     heldout = np.arange(10, 20)                                   # class-1 records: the vote gets them right
     est = retrain_estimate(ds, forget, remaining, heldout, model_heldout=(0.5, 0.5))
     assert est["heldout_vote_accuracy"] == 1.0 and est["accuracy"] == 0.0 and est["confidence"] <= 0.1
+
+
+def test_the_log_odds_removal_loss_keeps_its_gradient_where_cross_entropy_loses_it():
+    from unlearn_cli.influence.criteria import LogOdds, Objective
+
+    logits = torch.tensor([[9.0, 0.0, -1.0], [0.5, 0.2, 0.1], [-3.0, 4.0, 12.0]], dtype=torch.float64,
+                          requires_grad=True)
+    y = torch.tensor([0, 1, 2])
+    p = torch.softmax(logits.detach(), 1)
+    py = p[torch.arange(3), y]
+    r = LogOdds().per_record(logits, y)
+    assert torch.allclose(r, -torch.log(py / (1 - py)), rtol=1e-9)          # minus the true class's log-odds
+    (g_r,) = torch.autograd.grad(r.sum(), logits)
+    (g_l,) = torch.autograd.grad(Objective().per_record(logits, y).sum(), logits)
+    confident = torch.tensor([0, 2])                                         # p_y > 0.999
+    assert (py[confident] > 0.999).all()
+    assert g_l[confident].norm(dim=1).max() < 2e-3                           # cross-entropy: ~nothing to step on
+    assert g_r[confident].norm(dim=1).min() > 1.0                            # log-odds: q - e_y, size >= 1
+    others = p.scatter(1, y[:, None], 0.0)
+    assert torch.allclose(g_r, others / others.sum(1, keepdim=True) - torch.eye(3, dtype=torch.float64)[y])
+
+
+def test_log_odds_step_at_eta_1_is_the_newton_step_with_the_records_swapped_for_their_unlikelihood(blobs_manifest):
+    """removal_loss=log-odds, eta = 1: the records leave J and -log(1 - p_y) of each enters it with weight 1."""
+    dataset, ckpt, x, y, d, c, w0, forget, keep = _setup(blobs_manifest)
+    keep_t = torch.from_numpy(keep)
+    xr, yr, xf, yf = x[keep_t], y[keep_t], x[~keep_t], y[~keep_t]
+
+    def swapped(w: torch.Tensor) -> torch.Tensor:
+        weight, bias = w[: c * d].view(c, d), w[c * d:]
+        kept = torch.nn.functional.cross_entropy(xr @ weight.T + bias, yr, reduction="sum")
+        p_true = torch.softmax(xf @ weight.T + bias, 1)[torch.arange(len(yf)), yf]
+        return (kept - torch.log1p(-p_true).sum()) / len(yr) + WD / 2 * (w @ w)
+
+    hess = torch.func.hessian(lambda w: _objective(w, xr, yr, d, c))(w0)   # PUMA's H: the records' own curvature out
+    expected = w0 - torch.linalg.solve(hess, torch.func.grad(swapped)(w0))
+    one = _puma(dataset, ckpt, forget, max_steps="1", removal_loss="log-odds")
+    off = float((one - expected).norm()) / float((expected - w0).norm())
+    paper = _puma(dataset, ckpt, forget, max_steps="1")
+    conf = lambda w: float(torch.softmax(xf @ w[: c * d].view(c, d).T + w[c * d:], 1)[torch.arange(len(yf)), yf].mean())  # noqa: E731
+    print(f"log-odds step vs Newton on the swapped objective: {off:.2e} of the move; forget confidence "
+          f"{conf(w0):.3f} -> {conf(one):.3f} (log-odds) vs {conf(paper):.3f} (cross-entropy)")
+    assert off < 2e-3
+    assert conf(one) < conf(paper) < conf(w0)

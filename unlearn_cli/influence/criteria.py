@@ -34,6 +34,22 @@ class Objective:
         return F.cross_entropy(logits, y, reduction="none")
 
 
+@dataclass(frozen=True)
+class LogOdds(Objective):
+    """R(x, y) = -log(p_y / (1 - p_y)) = logsumexp_{c != y} z_c - z_y: minus the true class's log-odds.
+
+    A removal direction that does not vanish on records the model fits: its gradient in the logits is
+    q - e_y (q: the softmax over the other classes), of size ~1 however confident the model is, where
+    cross-entropy's is p - e_y, ~0 at p_y ~ 1. R = L - U with U = -log(1 - p_y) (unlikelihood), so
+    moving a record's weight on R is moving its weight on L and pushing its true class down at once.
+    """
+
+    def per_record(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        own = logits.gather(1, y[:, None])[:, 0]
+        others = logits.scatter(1, y[:, None], float("-inf")).logsumexp(1)
+        return others - own
+
+
 class Criterion(ABC):
     """C(theta) on a set of records; must be differentiable in the logits."""
 

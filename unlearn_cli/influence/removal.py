@@ -16,6 +16,15 @@ Equations 9-12 of the paper are this step with the sum instead of the mean
 and without the weight-decay term; lambda scales with eta (equation 10 is
 linear in the target), so the first step is linear in eta apart from W.
 
+Removal loss. The marked records' weight moves on a removal loss R whose
+gradient replaces grad L_k in the sums over k above and below: R = L (the
+paper's; eta = 1 is then exactly the Newton removal step) or, by default,
+R = L - U with U = -log(1 - p_y), i.e. minus the true class's log-odds. At a
+record the model fits with p_y ~ 1, grad L ~ 0 and no eta moves it; grad R's
+size in the logits is ~1 at any confidence. J_eta is then
+sum_{i not k} L_i + (1 - eta) sum_k L_k + eta sum_k U_k: eta = 1 removes the
+records and pushes their true class down with the same weight.
+
 Steps. The first step is linear in the model; the records' losses are not.
 Further steps are Newton steps on J_s with s = max(eta, 1): the removal
 itself (the marked records at weight 0) when the walk chose eta <= 1, the
@@ -24,15 +33,16 @@ weak. They are re-linearised at the current weights theta_t, whose
 gradient of J_s is estimated as
 
     (1/W) [ G_0 - sum_k g_k(theta_0) + (R/m) sum_{j in S} (g_j(theta_t) - g_j(theta_0))
-            + (1 - s) sum_k g_k(theta_t) + s sum_j lambda_j g_j(theta_t) ] + wd theta_t
+            + sum_k g_k(theta_t) - s sum_k r_k(theta_t) + s sum_j lambda_j g_j(theta_t) ] + wd theta_t
 
-where G_0 = -n wd theta_0 (the sum over the records at the optimum), R the
-remaining records and S their seeded sample of size m (D_up): the change of
-the bulk is estimated on the sample (exact at theta_0, unbiased away from it;
-exact when S is all of them). Each step is theta_{t+1} = theta_t - alpha H^-1 grad
+where r_k = grad R_k (g_k itself with the paper's loss), G_0 = -n wd theta_0
+(the sum over the records at the optimum), R the remaining records and S
+their seeded sample of size m (D_up): the change of the bulk is estimated on
+the sample (exact at theta_0, unbiased away from it; exact when S is all of
+them). Each step is theta_{t+1} = theta_t - alpha H^-1 grad
 with alpha = 1, halved up to three times while it would make C worse than the
-bound allows; new gradients, psi, v and lambda at every step. On a convex
-model with eta = 1 the steps converge to the optimum without the records (the
+bound allows; new gradients, psi, v and lambda at every step. With the
+paper's loss, on a convex model with eta = 1 the steps converge to the optimum without the records (the
 retrained model). The walk stops when a step moves theta by less than
 ``step_tol`` of the total move, after ``max_steps``, or when even the smallest
 alpha breaks the bound.
@@ -46,15 +56,15 @@ option); a C that improves never stops the walk.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from unlearn_cli.influence.criteria import Criterion, Objective
+from unlearn_cli.influence.criteria import Criterion, LogOdds, Objective
+from unlearn_cli.influence.eta_walk import allowed_worsening, choose_eta
 from unlearn_cli.influence.reweight import reweight
 from unlearn_cli.influence.scores import FunctionalModel, criterion_grad, criterion_value, psi, weighted_grad
 from unlearn_cli.influence.solvers.base import Solver
@@ -89,81 +99,6 @@ class RemovalResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def allowed_worsening(c0: float, settings: Any) -> float:
-    """How much C may grow: delta relative to |C before| (at least delta_floor), or delta absolute."""
-    if settings.delta_mode == "relative":
-        return max(settings.delta * abs(c0), settings.delta_floor)
-    return settings.delta
-
-
-def eta_grid(settings: Any) -> list[float]:
-    """The geometric grid, ascending, ``eta_grid`` points per decade between eta_min and eta_max."""
-    lo, hi = settings.eta_min, settings.eta_max
-    if lo >= hi:
-        return [hi]
-    points = max(2, int(round(math.log10(hi / lo) * settings.eta_grid)) + 1)
-    return [float(v) for v in np.geomspace(lo, hi, points)]
-
-
-def choose_eta(change: Callable[[float], float], bound: float, settings: Any,
-               reached: Callable[[float], bool] | None = None) -> tuple[float | None, dict[str, Any]]:
-    """The eta of the first step: one-sided on C, and no further than the removal target needs.
-
-    Feasible: a grid eta such that it and every smaller grid eta keep change of C <= bound. Far from the
-    Taylor regime the change of C is not monotone in eta, so only the unbroken prefix of the ascending
-    grid is trusted: coarse walk (one point per decade), then fine between the last good and first bad
-    coarse points. With ``reached`` (does this eta bring the forgotten records down to the target?) the
-    walk stops at the first coarse point that reaches it and refines below it: the smallest feasible eta
-    that reaches the target, else the largest feasible one. None when even the smallest eta worsens C
-    past the bound.
-    """
-    grid = eta_grid(settings)
-    tried: dict[float, float] = {}
-    hits: dict[float, bool] = {}
-
-    def ok(eta: float) -> bool:
-        if eta not in tried:
-            tried[eta] = change(eta)
-        return bool(tried[eta] <= bound)  # NaN -> False; an improving C is always fine
-
-    def hit(eta: float) -> bool:
-        if reached is None:
-            return False
-        if eta not in hits:
-            hits[eta] = bool(reached(eta))
-        return hits[eta]
-
-    step = max(1, settings.eta_grid)
-    coarse = grid[::step] + ([grid[-1]] if (len(grid) - 1) % step else [])
-    last_good, first_hit = -1, None
-    for eta in coarse:
-        if not ok(eta):
-            break
-        last_good = grid.index(eta)
-        if hit(eta):
-            first_hit = last_good
-            break
-    if first_hit is not None:   # refine downwards: the smallest grid eta that still reaches the target
-        best = grid[first_hit]
-        for eta in reversed(grid[max(0, first_hit - step + 1): first_hit]):
-            if not (ok(eta) and hit(eta)):
-                break
-            best = eta
-    else:
-        best = grid[last_good] if last_good >= 0 else None
-        if last_good < len(grid) - 1:
-            for eta in grid[last_good + 1: last_good + step]:
-                if not ok(eta):
-                    break
-                best = eta
-                if hit(eta):
-                    break
-    where = None if best is None else ("top of the grid" if best == grid[-1] else
-                                       "bottom of the grid" if best == grid[0] else "inside the grid")
-    return best, {"eta_tried": {f"{k:.4g}": v for k, v in sorted(tried.items())}, "eta_position": where,
-                  "target_reached": bool(best is not None and hits.get(best, False))}
-
-
 def puma_remove(problem: RemovalProblem, settings: Any, progress: Any = None) -> RemovalResult:
     """Multi-step PUMA removal (module docstring); ``settings`` are PUMA's options."""
     run = _Run(problem, settings, progress)
@@ -181,6 +116,11 @@ class _Run:
         (self.x_mk, self.y_mk), (self.x_up, self.y_up) = problem.forget, problem.upweight
         self.k, self.m = len(self.y_mk), len(self.y_up)
         self.bulk_scale = problem.n_remaining / max(self.m, 1)   # R/m: each sampled record stands for R/m
+        # the loss whose weight the removal moves on the marked records (L itself in the paper)
+        self.removal_objective = (LogOdds(problem.objective.weight_decay)
+                                  if getattr(settings, "removal_loss", "cross-entropy") == "log-odds"
+                                  else problem.objective)
+        self.same_loss = self.removal_objective is problem.objective
 
     def _tick(self, name: str, t0: float) -> None:
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
@@ -207,9 +147,13 @@ class _Run:
             theta = fmodel.flat()
             self.extra_info["grad_c_theta_cosine"] = float(grad_c @ theta / (grad_c.norm() * theta.norm() + 1e-30))
         v = (solver or self.p.solver).solve(grad_c)
-        both = psi(fmodel, self.p.objective, torch.cat([self.x_mk, self.x_up]), torch.cat([self.y_mk, self.y_up]), v,
-                   progress=self.progress)
-        psi_mk, psi_up = both[: self.k], both[self.k:]
+        if self.same_loss:
+            both = psi(fmodel, self.p.objective, torch.cat([self.x_mk, self.x_up]), torch.cat([self.y_mk, self.y_up]),
+                       v, progress=self.progress)
+            psi_mk, psi_up = both[: self.k], both[self.k:]
+        else:
+            psi_mk = psi(fmodel, self.removal_objective, self.x_mk, self.y_mk, v)
+            psi_up = psi(fmodel, self.p.objective, self.x_up, self.y_up, v, progress=self.progress)
         self._tick("psi_s", t0)
         t0 = time.perf_counter()
         rw = reweight(psi_up.cpu().numpy(), psi_mk.cpu().numpy(), s.lambda_l1, s.lambda_l2, s.lambda_solver)
@@ -218,14 +162,20 @@ class _Run:
                             "sum": float(rw.weights.sum()), "max_abs": float(np.abs(rw.weights).max(initial=0.0)),
                             "psi_forget_sum": float(psi_mk.sum())}
 
-    def _grads(self, fmodel: FunctionalModel, w_mk: float, w_up: np.ndarray) -> torch.Tensor:
-        """sum_k w_mk g_k + sum_j w_up_j g_j at ``fmodel``'s weights: one backward pass."""
+    def _grads(self, fmodel: FunctionalModel, w_mk: float, w_up: np.ndarray, removal: float = 0.0) -> torch.Tensor:
+        """sum_k (w_mk g_k + removal r_k) + sum_j w_up_j g_j at ``fmodel``'s weights, r_k the gradient of the
+        removal loss (g_k itself unless ``removal_loss`` says otherwise): one backward pass (two then)."""
         t0 = time.perf_counter()
         dtype = self.x_mk.dtype if self.x_mk.is_floating_point() else torch.float32
+        if self.same_loss:
+            w_mk, removal = w_mk + removal, 0.0
         w = torch.cat([torch.full((self.k,), float(w_mk), dtype=dtype),
                        torch.as_tensor(w_up, dtype=dtype)]).to(self.x_mk.device)
         g = weighted_grad(fmodel, self.p.objective, torch.cat([self.x_mk, self.x_up]),
                           torch.cat([self.y_mk, self.y_up]), w)
+        if removal and self.k:
+            g = g + weighted_grad(fmodel, self.removal_objective, self.x_mk, self.y_mk,
+                                  torch.full((self.k,), float(removal), dtype=dtype, device=self.x_mk.device))
         self._tick("gradient_s", t0)
         return g
 
@@ -244,7 +194,7 @@ class _Run:
         bound = allowed_worsening(c0, s)
         lam1, lam_info = self._lambda(fm)
         # First step, linear in eta apart from W: Phi = H^-1 (sum_k g_k - sum_j lambda_j g_j), omega = H^-1 wd theta.
-        phi = self._solve(self._grads(fm, 1.0, -lam1))
+        phi = self._solve(self._grads(fm, 0.0, -lam1, removal=1.0))
         omega = self._solve(self.wd * self.theta0) if self.wd else torch.zeros_like(phi)
 
         def first_step(eta: float) -> torch.Tensor:
@@ -319,7 +269,7 @@ class _Run:
             lam, _ = self._lambda(at, self._fast())
             # marked records at weight 1 - strength; sum_S ((R/m) + strength lambda_j) g_j(t): the bulk's change
             # plus the re-weighting
-            g_t = self._grads(at, 1.0 - strength, self.bulk_scale + strength * lam)
+            g_t = self._grads(at, 1.0, self.bulk_scale + strength * lam, removal=-strength)
             w = self._weight_total(strength, lam)
             grad = (base + g_t) / w + self.wd * (self.theta0 + delta)
             newton = -self._solve(grad, self._fast())
