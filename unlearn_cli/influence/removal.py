@@ -42,8 +42,8 @@ the sample (exact at theta_0, unbiased away from it; exact when S is all of
 them). Each step is theta_{t+1} = theta_t - alpha H^-1 grad
 with alpha = 1, halved up to three times while it would make C worse than the
 bound allows; new gradients, psi, v and lambda at every step. With the
-paper's loss, on a convex model with eta = 1 the steps converge to the optimum without the records (the
-retrained model). The walk stops when a step moves theta by less than
+paper's loss, on a convex model with eta = 1 the steps converge to the
+optimum without the records (the retrained model). The walk stops when a step moves theta by less than
 ``step_tol`` of the total move, after ``max_steps``, or when even the smallest
 alpha breaks the bound.
 
