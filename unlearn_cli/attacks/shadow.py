@@ -183,18 +183,24 @@ def _full_material(material: dict[str, Any], dataset: Any, rows: np.ndarray, arc
             "rows_sha256": hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes()).hexdigest(), **material}
 
 
+def _maker(cache: ModelCache, dataset: Any, rows: np.ndarray, arch: dict[str, Any], recipe: Any,
+           extra_meta: dict[str, Any] | None = None) -> Callable[[], tuple[dict[str, Any], dict[str, Any]]]:
+    """``make`` for ``ModelCache.get_or_make``: train ``arch`` with ``recipe`` on ``rows`` (the one training loop)."""
+    def make() -> tuple[dict[str, Any], dict[str, Any]]:
+        from unlearn_cli.training.fit import fit
+
+        model, _ = fit(dataset, np.asarray(rows, dtype=np.int64), arch, recipe, device=cache.device,
+                       progress=cache.progress)
+        return model.state_dict(), model_meta(arch, recipe, dataset, extra_meta)
+
+    return make
+
+
 def fit_cached(cache: ModelCache, role: str, material: dict[str, Any], dataset: Any, rows: np.ndarray,
                arch: dict[str, Any], recipe: Any, extra_meta: dict[str, Any] | None = None):
     """Train ``arch`` with ``recipe`` on ``rows`` (the one training loop), or reuse the cached one."""
-    from unlearn_cli.training.fit import fit
-
-    rows = np.asarray(rows, dtype=np.int64)
-
-    def make() -> tuple[dict[str, Any], dict[str, Any]]:
-        model, _ = fit(dataset, rows, arch, recipe, device=cache.device, progress=cache.progress)
-        return model.state_dict(), model_meta(arch, recipe, dataset, extra_meta)
-
-    return cache.get_or_make(role, _full_material(material, dataset, rows, arch, recipe), make)
+    return cache.get_or_make(role, _full_material(material, dataset, rows, arch, recipe),
+                             _maker(cache, dataset, rows, arch, recipe, extra_meta))
 
 
 @dataclass
@@ -211,27 +217,22 @@ def fit_many(cache: ModelCache, jobs: list[FitJob], dataset: Any, arch: dict[str
     """``fit_cached`` for every job, in order. Under torchrun the models not in the cache are independent
     jobs spread over the ranks (``training.parallel.spread``: each trained whole by one rank, seeded as in
     one process, so bit-identical to it), then stored by rank 0; in one process this is a plain loop."""
-    from unlearn_cli.training.fit import fit
+    if not dist.active():
+        return [fit_cached(cache, job.role, job.material, dataset, job.rows, arch, job.recipe) for job in jobs]
     from unlearn_cli.training.parallel import spread
 
-    if dist.active():
-        missing = [i for i, job in enumerate(jobs) if cache.lookup(
-            job.role, cache.key(job.role, _full_material(job.material, dataset, job.rows, arch, job.recipe))) is None]
-        if missing:
-            def run(i: int) -> list[dict[str, Any]]:
-                model, _ = fit(dataset, np.asarray(jobs[i].rows, dtype=np.int64), arch, jobs[i].recipe,
-                               device=cache.device, progress=cache.progress)
-                return [{k: v.detach().to("cpu") for k, v in model.state_dict().items()}]
-
-            trained = spread(missing, run, lambda i: 1, arch)
-            out = []
-            for i, job in enumerate(jobs):
-                full = _full_material(job.material, dataset, job.rows, arch, job.recipe)
-                if i in trained:
-                    state = trained[i][0]
-                    out.append(cache.get_or_make(job.role, full, lambda state=state, job=job: (
-                        state, model_meta(arch, job.recipe, dataset))))
-                else:   # in the cache already (trained data-parallel here should it have gone since)
-                    out.append(fit_cached(cache, job.role, job.material, dataset, job.rows, arch, job.recipe))
-            return out
-    return [fit_cached(cache, job.role, job.material, dataset, job.rows, arch, job.recipe) for job in jobs]
+    makers = [_maker(cache, dataset, job.rows, arch, job.recipe) for job in jobs]
+    fulls = [_full_material(job.material, dataset, job.rows, arch, job.recipe) for job in jobs]
+    found = [cache.lookup(job.role, cache.key(job.role, full)) for job, full in zip(jobs, fulls)]
+    missing = [i for i, ckpt in enumerate(found) if ckpt is None]
+    trained = spread(missing, lambda i: [{k: v.detach().to("cpu") for k, v in makers[i]()[0].items()}],
+                     lambda i: 1, arch) if missing else {}
+    out = []
+    for i, job in enumerate(jobs):
+        if found[i] is not None:
+            cache._count(job.role, "reused")
+            out.append(found[i])
+        else:   # every rank stores the broadcast state: rank 0 writes it, the others read it back
+            meta = model_meta(arch, job.recipe, dataset)
+            out.append(cache.get_or_make(job.role, fulls[i], lambda state=trained[i][0], meta=meta: (state, meta)))
+    return out
